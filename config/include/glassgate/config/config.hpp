@@ -1,0 +1,125 @@
+#pragma once
+// The typed configuration model. Plain structs with defaults: the struct is the documentation,
+// config/glassgate.example.toml explains every key. Loaded and validated once by the loader
+// (loader.hpp), then shared read-only. toml++ never appears in this header.
+//
+// Keys marked [restart] cannot change while `glassgate serve` runs.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gg::config {
+
+using Duration = std::chrono::milliseconds;
+
+/// A TCP socket address: IPv4/IPv6 literal or host name, and a port. IPv6 is written "[::1]:6432".
+struct SocketAddress {
+    std::string host;
+    std::uint16_t port = 0;
+    /// "host:port", with brackets around IPv6 literals.
+    [[nodiscard]] std::string to_string() const;
+    friend bool operator==(const SocketAddress&, const SocketAddress&) = default;
+};
+
+struct ServerConfig {
+    std::filesystem::path state_dir = "var";           ///< [restart] sessions index, recordings, audit, secrets
+    std::filesystem::path admin_socket = "var/admin.sock";  ///< [restart] local control socket for the CLI
+    Duration shutdown_grace = std::chrono::seconds(10);  ///< how long sessions get to finish on SIGTERM
+    std::size_t recording_buffer_bytes = 4u << 20;     ///< per-session bound of unflushed recording data
+};
+
+struct ListenConfig {
+    std::optional<SocketAddress> postgres;  ///< [restart] absent: no PostgreSQL listener
+    std::optional<SocketAddress> ssh;       ///< [restart] absent: no SSH listener
+    bool allow_plaintext = false;           ///< PostgreSQL clients without TLS (loopback demos only)
+};
+
+struct TlsConfig {
+    std::filesystem::path cert_file;  ///< PEM certificate chain presented to PostgreSQL clients
+    std::filesystem::path key_file;   ///< PEM private key
+};
+
+struct IdpConfig {
+    std::string issuer;                       ///< exact issuer; discovery at <issuer>/.well-known/openid-configuration
+    std::string client_id;
+    std::vector<std::string> audience;        ///< accepted `aud` values; defaults to [client_id]
+    std::string username_claim = "sub";
+    std::string groups_claim = "groups";
+    Duration probe_interval = std::chrono::seconds(5);
+    Duration probe_timeout = std::chrono::seconds(2);
+    int unreachable_after = 3;                ///< consecutive failed probes before `unreachable`
+    int healthy_after = 2;                    ///< consecutive good probes before `healthy` again
+    Duration clock_skew = std::chrono::seconds(60);
+    std::optional<std::filesystem::path> ca_file;  ///< extra CA bundle for the IdP's TLS certificate
+};
+
+struct AdminConfig {
+    std::optional<SocketAddress> listen;  ///< [restart] HTTP listener for /metrics and /healthz; absent: off
+};
+
+enum class Protocol { postgres, ssh };
+
+enum class BackendTls { require, prefer, disable };
+
+struct Target {
+    std::string name;
+    Protocol protocol = Protocol::postgres;
+    SocketAddress address;
+    std::string backend_user;
+    std::vector<std::string> allow;          ///< identities, or "group:NAME"
+    std::optional<Duration> max_session;     ///< hard cap per session; absent: no cap
+    std::optional<Duration> warn_before;     ///< warning ahead of the cap (default 5m when max_session is set)
+    std::optional<Duration> idle_timeout;    ///< absent: off
+    // PostgreSQL targets
+    std::string database;                    ///< database on the backend (required for postgres)
+    std::vector<std::string> databases;      ///< other databases a client may pick with dbname=target/db
+    BackendTls tls = BackendTls::prefer;
+    std::optional<std::filesystem::path> ca_file;
+    int record_rows = 100;                   ///< rows recorded per statement: 0 none, -1 all
+    // SSH targets
+    std::string host_key;                    ///< pinned backend host key, "ssh-ed25519 AAAA..." (required for ssh)
+};
+
+enum class FallbackTrigger { idp_unreachable, declared };
+
+struct FallbackRule {
+    std::string name;
+    FallbackTrigger trigger = FallbackTrigger::idp_unreachable;
+    std::vector<std::string> accounts;
+    std::vector<std::string> targets;        ///< target names or globs ("web*")
+    Duration max_session = std::chrono::minutes(30);
+    Duration warn_before = std::chrono::minutes(5);
+    bool require_reason = true;
+    bool rotate_on_close = true;
+    std::vector<std::string> notify;         ///< webhook URLs
+};
+
+struct LogConfig {
+    std::string level = "info";              ///< trace, debug, info, warn, error
+    std::string format = "text";             ///< text | json (the --log-format flag overrides)
+};
+
+struct Config {
+    std::filesystem::path source;            ///< absolute path of the file this was loaded from
+    ServerConfig server;
+    ListenConfig listen;
+    std::optional<TlsConfig> tls;
+    std::optional<IdpConfig> idp;
+    AdminConfig admin;
+    LogConfig log;
+    std::vector<Target> targets;
+    std::vector<FallbackRule> fallbacks;
+
+    /// The target called `name`, or nullptr.
+    [[nodiscard]] const Target* find_target(std::string_view name) const noexcept;
+};
+
+std::string_view to_string(Protocol p) noexcept;
+std::string_view to_string(BackendTls t) noexcept;
+std::string_view to_string(FallbackTrigger t) noexcept;
+
+}  // namespace gg::config

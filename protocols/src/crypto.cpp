@@ -1,0 +1,169 @@
+#include "glassgate/protocols/crypto.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include <climits>
+
+namespace gg::crypto {
+namespace {
+
+const unsigned char* uc(ByteView b) noexcept { return reinterpret_cast<const unsigned char*>(b.data()); }
+
+int to_int(std::size_t n) {
+    if (n > static_cast<std::size_t>(INT_MAX)) throw CryptoError("buffer too large for OpenSSL");
+    return static_cast<int>(n);
+}
+
+struct CipherCtx {
+    EVP_CIPHER_CTX* p = EVP_CIPHER_CTX_new();
+    ~CipherCtx() { EVP_CIPHER_CTX_free(p); }
+};
+
+}  // namespace
+
+struct Sha256::Impl {
+    EVP_MD_CTX* ctx = nullptr;
+};
+
+Sha256::Sha256() : impl_(std::make_unique<Impl>()) {
+    impl_->ctx = EVP_MD_CTX_new();
+    if (!impl_->ctx || EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1) {
+        throw CryptoError("EVP_DigestInit_ex(sha256) failed");
+    }
+}
+Sha256::~Sha256() {
+    if (impl_) EVP_MD_CTX_free(impl_->ctx);
+}
+Sha256::Sha256(Sha256&&) noexcept = default;
+Sha256& Sha256::operator=(Sha256&&) noexcept = default;
+
+void Sha256::update(ByteView data) {
+    if (EVP_DigestUpdate(impl_->ctx, data.data(), data.size()) != 1) throw CryptoError("EVP_DigestUpdate failed");
+}
+
+Digest Sha256::finish() {
+    Digest d{};
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(impl_->ctx, reinterpret_cast<unsigned char*>(d.data()), &len) != 1 ||
+        len != d.size() || EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1) {
+        throw CryptoError("EVP_DigestFinal_ex failed");
+    }
+    return d;
+}
+
+Digest sha256(ByteView data) {
+    Digest d{};
+    unsigned int len = 0;
+    if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(d.data()), &len, EVP_sha256(),
+                   nullptr) != 1) {
+        throw CryptoError("EVP_Digest(sha256) failed");
+    }
+    return d;
+}
+
+Digest hmac_sha256(ByteView key, ByteView data) {
+    Digest d{};
+    unsigned int len = 0;
+    if (!HMAC(EVP_sha256(), key.data(), to_int(key.size()), uc(data), data.size(),
+              reinterpret_cast<unsigned char*>(d.data()), &len)) {
+        throw CryptoError("HMAC-SHA-256 failed");
+    }
+    return d;
+}
+
+Bytes hkdf_sha256(ByteView ikm, std::string_view info, std::size_t length, ByteView salt) {
+    EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+    if (!kdf) throw CryptoError("HKDF unavailable");
+    EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
+    EVP_KDF_free(kdf);
+    if (!ctx) throw CryptoError("EVP_KDF_CTX_new failed");
+    char digest[] = "SHA256";
+    OSSL_PARAM params[5];
+    std::size_t n = 0;
+    params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<std::byte*>(ikm.data()), ikm.size());
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()), info.size());
+    if (!salt.empty()) {
+        params[n++] =
+            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<std::byte*>(salt.data()), salt.size());
+    }
+    params[n] = OSSL_PARAM_construct_end();
+    Bytes out(length);
+    int rc = EVP_KDF_derive(ctx, reinterpret_cast<unsigned char*>(out.data()), out.size(), params);
+    EVP_KDF_CTX_free(ctx);
+    if (rc != 1) throw CryptoError("HKDF derive failed");
+    return out;
+}
+
+Bytes random_bytes(std::size_t n) {
+    Bytes out(n);
+    if (n > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), to_int(n)) != 1) {
+        throw CryptoError("RAND_bytes failed");
+    }
+    return out;
+}
+
+bool constant_time_equal(ByteView a, ByteView b) noexcept {
+    if (a.size() != b.size()) return false;
+    if (a.empty()) return true;
+    return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+void cleanse(void* p, std::size_t n) noexcept { OPENSSL_cleanse(p, n); }
+
+Bytes aes256gcm_seal(ByteView key, ByteView plaintext, ByteView aad) {
+    if (key.size() != aes_gcm_key_size) throw CryptoError("AES-256-GCM key must be 32 bytes");
+    Bytes out = random_bytes(aes_gcm_nonce_size);
+    out.resize(aes_gcm_nonce_size + plaintext.size() + aes_gcm_tag_size);
+    CipherCtx c;
+    int len = 0;
+    auto* o = reinterpret_cast<unsigned char*>(out.data());
+    if (!c.p || EVP_EncryptInit_ex(c.p, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(aes_gcm_nonce_size), nullptr) != 1 ||
+        EVP_EncryptInit_ex(c.p, nullptr, nullptr, uc(key), o) != 1 ||
+        (!aad.empty() && EVP_EncryptUpdate(c.p, nullptr, &len, uc(aad), to_int(aad.size())) != 1) ||
+        EVP_EncryptUpdate(c.p, o + aes_gcm_nonce_size, &len, uc(plaintext), to_int(plaintext.size())) != 1 ||
+        EVP_EncryptFinal_ex(c.p, o + aes_gcm_nonce_size + len, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_GET_TAG, static_cast<int>(aes_gcm_tag_size),
+                            o + aes_gcm_nonce_size + plaintext.size()) != 1) {
+        throw CryptoError("AES-256-GCM encryption failed");
+    }
+    return out;
+}
+
+std::optional<Bytes> aes256gcm_open(ByteView key, ByteView sealed, ByteView aad) {
+    if (key.size() != aes_gcm_key_size) throw CryptoError("AES-256-GCM key must be 32 bytes");
+    if (sealed.size() < aes_gcm_nonce_size + aes_gcm_tag_size) return std::nullopt;
+    const std::size_t ct_len = sealed.size() - aes_gcm_nonce_size - aes_gcm_tag_size;
+    Bytes out(ct_len);
+    CipherCtx c;
+    int len = 0;
+    auto* o = reinterpret_cast<unsigned char*>(out.data());
+    const unsigned char* s = uc(sealed);
+    if (!c.p || EVP_DecryptInit_ex(c.p, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(aes_gcm_nonce_size), nullptr) != 1 ||
+        EVP_DecryptInit_ex(c.p, nullptr, nullptr, uc(key), s) != 1) {
+        throw CryptoError("AES-256-GCM init failed");
+    }
+    if ((!aad.empty() && EVP_DecryptUpdate(c.p, nullptr, &len, uc(aad), to_int(aad.size())) != 1) ||
+        EVP_DecryptUpdate(c.p, o, &len, s + aes_gcm_nonce_size, to_int(ct_len)) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_TAG, static_cast<int>(aes_gcm_tag_size),
+                            const_cast<unsigned char*>(s + aes_gcm_nonce_size + ct_len)) != 1) {
+        cleanse(out.data(), out.size());
+        return std::nullopt;
+    }
+    int fin = 0;
+    if (EVP_DecryptFinal_ex(c.p, o + len, &fin) != 1) {
+        cleanse(out.data(), out.size());
+        return std::nullopt;
+    }
+    return out;
+}
+
+}  // namespace gg::crypto
