@@ -1,1 +1,207 @@
-// placeholder
+#include "glassgate/proxy/cli.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <iostream>
+
+#include "cli_internal.hpp"
+#include "glassgate/protocols/crypto.hpp"
+#include "glassgate/proxy/state_store.hpp"
+
+namespace gg::proxy::cli {
+namespace {
+
+struct Command {
+    std::string name;     ///< "sessions list"
+    std::string args;     ///< positional synopsis, e.g. "TARGET"
+    std::string summary;
+    std::string details;  ///< extra help text
+    std::vector<OptionSpec> options;
+    std::size_t min_positional = 0;
+    std::size_t max_positional = 0;
+    std::function<int(const Args&, Io&)> run;
+};
+
+const OptionSpec opt_config{"config", "FILE", "configuration file (default: $GLASSGATE_CONFIG, then ./glassgate.toml)"};
+const OptionSpec opt_json{"json", "", "print JSON instead of text"};
+const OptionSpec opt_help{"help", "", "show this help"};
+
+const std::vector<Command>& commands() {
+    static const std::vector<Command> table = {
+        {"serve", "", "run the proxy", "Runs the PostgreSQL and SSH listeners and the admin socket until SIGINT/SIGTERM.",
+         {opt_config, {"log-format", "text|json", "log line format (default: [log] format, else text)"},
+          {"log-level", "LEVEL", "trace, debug, info, warn or error (default: [log] level, else info)"}},
+         0, 0, cmd_serve},
+        {"config check", "", "validate a configuration file",
+         "Prints every problem as FILE:LINE:COL: key.path: message; exit 2 if there is any.",
+         {opt_config}, 0, 0, cmd_config_check},
+        {"version", "", "print the version and library versions", "", {opt_json}, 0, 0, cmd_version},
+        {"secret set", "TARGET", "store a target's backend secret, encrypted at rest",
+         "Reads the secret (password or private key) from --from-file, or from standard input when no file or '-'\n"
+         "is given. A single-line secret loses its trailing newline. A running `serve` uses the new secret for\n"
+         "the next connection.",
+         {opt_config, {"from-file", "FILE", "read the secret from FILE ('-': standard input)"}}, 1, 1, cmd_secret_set},
+        {"secret list", "", "list targets that have a stored secret (never the values)", "", {opt_config, opt_json}, 0, 0,
+         cmd_secret_list},
+        {"sessions list", "", "list recorded sessions, oldest first",
+         "One line per session: ID START STATE PROTOCOL AUTH IDENTITY TARGET DURATION CLOSE-REASON.\n"
+         "--since takes a time (2026-11-23, 2026-11-23T10:00:00Z) or an age (2h, 30m, 7d).",
+         {opt_config, {"user", "U", "only sessions of identity U"}, {"target", "T", "only sessions to target T"},
+          {"since", "TIME", "only sessions started at or after TIME"},
+          {"mode", "sso|breakglass", "only sessions authenticated this way"}, {"limit", "N", "only the newest N"},
+          opt_json},
+         0, 0, cmd_sessions_list},
+        {"sessions show", "ID", "show one session in full", "", {opt_config, opt_json}, 1, 1, cmd_sessions_show},
+        {"verify", "ID | --all", "check recording integrity",
+         "Verifies each recording's hash chain, checkpoints and seal, and compares the seal with the sessions\n"
+         "index (detects truncation). --audit also verifies the audit log chain. Exit 1 if anything is broken.",
+         {opt_config, {"all", "", "verify every session"}, {"audit", "", "verify the audit log chain too"}, opt_json},
+         0, 1, cmd_verify},
+    };
+    return table;
+}
+
+// Commands that later versions add; named here so users get a clear answer, not "unknown command".
+const std::vector<std::string>& planned() {
+    static const std::vector<std::string> names = {"status", "login", "breakglass", "emergency",
+                                                   "replay", "export", "audit", "target"};
+    return names;
+}
+
+const std::vector<std::string> groups = {"config", "secret", "sessions"};
+
+void print_usage(std::ostream& os) {
+    os << "usage: glassgate <command> [options]\n\ncommands:\n";
+    for (const auto& c : commands()) {
+        std::string left = c.name + (c.args.empty() ? "" : " " + c.args);
+        os << "  " << left << std::string(left.size() < 26 ? 26 - left.size() : 1, ' ') << c.summary << "\n";
+    }
+    os << "\nRun `glassgate <command> --help` for a command's options.\n"
+          "Exit codes: 0 ok, 1 operational failure, 2 usage or configuration error.\n";
+}
+
+void print_help(const Command& c, std::ostream& os) {
+    os << "usage: glassgate " << c.name << (c.args.empty() ? "" : " " + c.args) << " [options]\n\n" << c.summary << ".\n";
+    if (!c.details.empty()) os << "\n" << c.details << "\n";
+    os << "\noptions:\n";
+    auto all = c.options;
+    all.push_back(opt_help);
+    for (const auto& o : all) {
+        std::string left = "--" + o.name + (o.value_name.empty() ? "" : " " + o.value_name);
+        os << "  " << left << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ') << o.help << "\n";
+    }
+}
+
+}  // namespace
+
+Args parse_args(const std::vector<std::string>& argv, const std::vector<OptionSpec>& specs) {
+    Args a;
+    bool only_positional = false;
+    for (std::size_t i = 0; i < argv.size(); ++i) {
+        const std::string& s = argv[i];
+        if (only_positional || s.size() < 2 || s[0] != '-' || s == "-") {
+            a.positional.push_back(s);
+            continue;
+        }
+        if (s == "--") {
+            only_positional = true;
+            continue;
+        }
+        if (s == "-h") {
+            a.options["help"] = "";
+            continue;
+        }
+        if (s.rfind("--", 0) != 0) throw UsageError("unknown option '" + s + "'");
+        std::string name = s.substr(2);
+        std::optional<std::string> value;
+        if (auto eq = name.find('='); eq != std::string::npos) {
+            value = name.substr(eq + 1);
+            name = name.substr(0, eq);
+        }
+        auto it = std::find_if(specs.begin(), specs.end(), [&](const OptionSpec& o) { return o.name == name; });
+        if (it == specs.end()) throw UsageError("unknown option '--" + name + "'");
+        if (it->value_name.empty()) {
+            if (value) throw UsageError("option '--" + name + "' takes no value");
+            a.options[name] = "";
+        } else {
+            if (!value) {
+                if (i + 1 >= argv.size()) throw UsageError("option '--" + name + "' needs a value (" + it->value_name + ")");
+                value = argv[++i];
+            }
+            if (a.has(name)) throw UsageError("option '--" + name + "' given twice");
+            a.options[name] = *value;
+        }
+    }
+    return a;
+}
+
+int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+    Io io{out, err};
+    if (argv.empty()) {
+        print_usage(err);
+        return exit_usage;
+    }
+    if (argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help") {
+        print_usage(out);
+        return exit_ok;
+    }
+    if (argv[0] == "--version") return cmd_version({}, io);
+
+    std::string name = argv[0];
+    std::size_t consumed = 1;
+    if (std::find(groups.begin(), groups.end(), name) != groups.end()) {
+        if (argv.size() < 2 || argv[1].rfind("-", 0) == 0) {
+            err << "glassgate " << name << ": missing subcommand; one of:";
+            for (const auto& c : commands()) {
+                if (c.name.rfind(name + " ", 0) == 0) err << " " << c.name.substr(name.size() + 1);
+            }
+            err << "\n";
+            return exit_usage;
+        }
+        name += " " + argv[1];
+        consumed = 2;
+    }
+    auto it = std::find_if(commands().begin(), commands().end(), [&](const Command& c) { return c.name == name; });
+    if (it == commands().end()) {
+        if (std::find(planned().begin(), planned().end(), argv[0]) != planned().end()) {
+            err << "glassgate: '" << argv[0] << "' is not available in this version yet\n";
+        } else {
+            err << "glassgate: unknown command '" << name << "'; run `glassgate --help` for the list\n";
+        }
+        return exit_usage;
+    }
+    const Command& cmd = *it;
+    std::vector<std::string> rest(argv.begin() + static_cast<std::ptrdiff_t>(consumed), argv.end());
+    auto specs = cmd.options;
+    specs.push_back(opt_help);
+    try {
+        Args args = parse_args(rest, specs);
+        if (args.has("help")) {
+            print_help(cmd, out);
+            return exit_ok;
+        }
+        if (args.positional.size() < cmd.min_positional || args.positional.size() > cmd.max_positional) {
+            throw UsageError(args.positional.size() < cmd.min_positional
+                                 ? "missing argument " + cmd.args
+                                 : "unexpected argument '" + args.positional.back() + "'");
+        }
+        return cmd.run(args, io);
+    } catch (const UsageError& e) {
+        err << "glassgate " << cmd.name << ": " << e.what() << " (see `glassgate " << cmd.name << " --help`)\n";
+        return exit_usage;
+    } catch (const ConfigError& e) {
+        if (*e.what()) err << "glassgate " << cmd.name << ": " << e.what() << "\n";
+        return exit_usage;
+    } catch (const OperationalError& e) {
+        err << "glassgate " << cmd.name << ": " << e.what() << "\n";
+        return exit_failure;
+    } catch (const StoreError& e) {
+        err << "glassgate " << cmd.name << ": " << e.what() << "\n";
+        return exit_failure;
+    } catch (const std::exception& e) {
+        err << "glassgate " << cmd.name << ": " << e.what() << "\n";
+        return exit_failure;
+    }
+}
+
+}  // namespace gg::proxy::cli

@@ -1,1 +1,357 @@
-// placeholder
+// Implementations of the CLI commands other than `serve` (server.cpp).
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
+#include <libssh/libssh.h>
+#include <openssl/opensslv.h>
+#include <sqlite3.h>
+
+#include "cli_internal.hpp"
+#include "glassgate/config/loader.hpp"
+#include "glassgate/protocols/secret.hpp"
+#include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/session/recording.hpp"
+
+namespace gg::proxy::cli {
+namespace {
+
+using session::SessionRecord;
+
+std::string fmt_time(session::TimePoint t) {
+    auto s = session::format_utc(t);  // 2026-11-23T19:04:35.123456Z
+    return s.substr(0, 19) + "Z";
+}
+
+std::string fmt_duration(std::chrono::microseconds d) {
+    auto secs = d.count() / 1'000'000;
+    if (secs < 0) secs = 0;
+    char buf[32];
+    if (secs >= 3600) {
+        std::snprintf(buf, sizeof buf, "%lldh%02lldm%02llds", static_cast<long long>(secs / 3600),
+                      static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60));
+    } else if (secs >= 60) {
+        std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(secs / 60), static_cast<long long>(secs % 60));
+    } else {
+        std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(secs));
+    }
+    return buf;
+}
+
+session::TimePoint now() {
+    return std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
+}
+
+/// "2026-11-23", "2026-11-23T10:00", "2026-11-23T10:00:00Z", or an age like "2h".
+std::optional<session::TimePoint> parse_since(std::string_view s) {
+    if (auto d = config::parse_duration(s); d.value) return now() - std::chrono::duration_cast<std::chrono::microseconds>(*d.value);
+    std::tm tm{};
+    int n = 0;
+    std::string str(s);
+    if (!str.empty() && (str.back() == 'Z' || str.back() == 'z')) str.pop_back();
+    int matched = std::sscanf(str.c_str(), "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n);
+    if (matched != 3) return std::nullopt;
+    std::size_t pos = static_cast<std::size_t>(n);
+    if (pos < str.size()) {
+        if (str[pos] != 'T' && str[pos] != ' ') return std::nullopt;
+        int m = 0;
+        tm.tm_sec = 0;
+        int got = std::sscanf(str.c_str() + pos + 1, "%2d:%2d%n:%2d%n", &tm.tm_hour, &tm.tm_min, &m, &tm.tm_sec, &m);
+        if (got < 2 || pos + 1 + static_cast<std::size_t>(m) != str.size()) return std::nullopt;
+    }
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+        tm.tm_sec > 60) {
+        return std::nullopt;
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    std::time_t t = timegm(&tm);
+    return session::TimePoint(std::chrono::seconds(t));
+}
+
+std::string read_all(std::istream& in) { return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}; }
+
+std::string session_line(const SessionRecord& r) {
+    std::ostringstream os;
+    auto end = r.ended.value_or(now());
+    os << r.id << "  " << fmt_time(r.started) << "  " << session::to_string(r.state) << "  "
+       << session::to_string(r.protocol) << "  " << session::to_string(r.auth) << "  "
+       << (r.identity.empty() ? "-" : r.identity) << "  " << (r.target.empty() ? "-" : r.target) << "  "
+       << fmt_duration(std::chrono::duration_cast<std::chrono::microseconds>(end - r.started)) << "  "
+       << (r.close_reason == session::CloseReason::none ? "-" : std::string(session::to_string(r.close_reason)));
+    return os.str();
+}
+
+}  // namespace
+
+std::string cli_actor() {
+    const passwd* pw = ::getpwuid(::geteuid());
+    return std::string("cli:") + (pw ? pw->pw_name : std::to_string(::geteuid()));
+}
+
+config::Config load_config_or_throw(const Args& args, Io& io) {
+    std::filesystem::path path;
+    if (auto c = args.get("config")) {
+        path = *c;
+    } else if (const char* env = std::getenv("GLASSGATE_CONFIG"); env && *env) {
+        path = env;
+    } else {
+        path = "glassgate.toml";
+        std::error_code ec;
+        if (!std::filesystem::exists(path, ec)) {
+            throw ConfigError("no configuration: pass --config FILE, set GLASSGATE_CONFIG, or create ./glassgate.toml");
+        }
+    }
+    auto res = config::load_config_file(path);
+    if (!res.ok()) {
+        for (const auto& issue : res.issues) io.err << issue.to_string() << "\n";
+        throw ConfigError(std::to_string(res.issues.size()) + " problem(s) in " + path.string());
+    }
+    return std::move(*res.config);
+}
+
+State open_state(const config::Config& cfg) {
+    State st;
+    st.dir = std::make_unique<StateDir>(cfg.server.state_dir);
+    try {
+        st.store = open_sqlite_store(st.dir->store_file(), st.dir->audit_key());
+    } catch (const StoreError& e) {
+        throw OperationalError(e.what());
+    }
+    return st;
+}
+
+int cmd_version(const Args& args, Io& io) {
+    if (args.has("json")) {
+        boost::json::object o{{"glassgate", GG_VERSION},
+                              {"openssl", OPENSSL_VERSION_TEXT},
+                              {"libssh", ssh_version(0)},
+                              {"sqlite", sqlite3_libversion()}};
+        io.out << boost::json::serialize(o) << "\n";
+    } else {
+        io.out << "glassgate " << GG_VERSION << " (" << OPENSSL_VERSION_TEXT << ", libssh " << ssh_version(0)
+               << ", SQLite " << sqlite3_libversion() << ")\n";
+    }
+    return exit_ok;
+}
+
+int cmd_config_check(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    io.out << cfg.source.string() << ": ok (" << cfg.targets.size() << " target(s), " << cfg.fallbacks.size()
+           << " fallback rule(s))\n";
+    return exit_ok;
+}
+
+int cmd_secret_set(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    const std::string& target = args.positional.at(0);
+    if (!cfg.find_target(target)) {
+        throw ConfigError("no target named '" + target + "' in " + cfg.source.string());
+    }
+    std::string value;
+    auto file = args.get("from-file").value_or("-");
+    if (file == "-") {
+        if (::isatty(STDIN_FILENO)) io.err << "reading the secret for '" << target << "' from standard input; end with Ctrl-D\n";
+        value = read_all(std::cin);
+    } else {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) throw OperationalError("cannot read " + file + ": " + std::strerror(errno));
+        value = read_all(in);
+    }
+    // A one-line secret (a password) loses its trailing newline; multi-line ones (keys) stay intact.
+    if (auto nl = value.find('\n'); nl != std::string::npos && nl + 1 == value.size()) {
+        value.pop_back();
+        if (!value.empty() && value.back() == '\r') value.pop_back();
+    }
+    if (value.empty()) throw OperationalError("refusing to store an empty secret for '" + target + "'");
+    Secret secret(std::move(value));
+    auto st = open_state(cfg);
+    SecretStore secrets(*st.store, st.dir->secrets_key());
+    secrets.set(target, secret);
+    session::AuditEvent ev;
+    ev.time = now();
+    ev.type = "secret.set";
+    ev.identity = cli_actor();
+    ev.target = target;
+    ev.outcome = "ok";
+    ev.details["bytes"] = secret.size();
+    st.store->append_audit(ev);
+    io.err << "secret for '" << target << "' stored (" << secret.size() << " bytes, encrypted)\n";
+    return exit_ok;
+}
+
+int cmd_secret_list(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    auto st = open_state(cfg);
+    SecretStore secrets(*st.store, st.dir->secrets_key());
+    auto names = secrets.targets();
+    if (args.has("json")) {
+        boost::json::array a;
+        for (const auto& n : names) a.emplace_back(boost::json::object{{"target", n}, {"in_config", cfg.find_target(n) != nullptr}});
+        io.out << boost::json::serialize(a) << "\n";
+        return exit_ok;
+    }
+    for (const auto& n : names) io.out << n << (cfg.find_target(n) ? "" : "  (target no longer in the configuration)") << "\n";
+    return exit_ok;
+}
+
+int cmd_sessions_list(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    SessionFilter f;
+    f.identity = args.get("user");
+    f.target = args.get("target");
+    if (auto s = args.get("since")) {
+        f.since = parse_since(*s);
+        if (!f.since) throw UsageError("--since: cannot read '" + *s + "' as a time (2026-11-23T10:00:00Z) or an age (2h)");
+    }
+    if (auto m = args.get("mode")) {
+        auto a = session::auth_method_from_string(*m);
+        if (!a || *a == session::AuthMethod::none) throw UsageError("--mode must be sso or breakglass");
+        f.auth = a;
+    }
+    if (auto l = args.get("limit")) {
+        char* end = nullptr;
+        auto v = std::strtoull(l->c_str(), &end, 10);
+        if (l->empty() || *end || v == 0) throw UsageError("--limit must be a positive number");
+        f.limit = static_cast<std::size_t>(v);
+    }
+    auto st = open_state(cfg);
+    auto rows = st.store->list_sessions(f);
+    if (args.has("json")) {
+        boost::json::array a;
+        for (const auto& r : rows) a.push_back(session::to_json(r));
+        io.out << boost::json::serialize(a) << "\n";
+        return exit_ok;
+    }
+    for (const auto& r : rows) io.out << session_line(r) << "\n";
+    return exit_ok;
+}
+
+int cmd_sessions_show(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    const auto& id = args.positional.at(0);
+    auto st = open_state(cfg);
+    auto r = st.store->find_session(id);
+    if (!r) throw OperationalError("no session with id '" + id + "'");
+    if (args.has("json")) {
+        io.out << boost::json::serialize(session::to_json(*r)) << "\n";
+        return exit_ok;
+    }
+    auto line = [&](std::string_view k, const std::string& v) { io.out << k << std::string(16 - k.size(), ' ') << v << "\n"; };
+    line("id", r->id);
+    line("protocol", std::string(session::to_string(r->protocol)));
+    line("identity", r->identity.empty() ? "-" : r->identity);
+    line("auth", std::string(session::to_string(r->auth)));
+    line("target", r->target.empty() ? "-" : r->target);
+    line("client", r->client_address);
+    line("reason", r->reason.empty() ? "-" : r->reason);
+    line("state", std::string(session::to_string(r->state)));
+    line("started", session::format_utc(r->started));
+    line("deadline", r->deadline ? session::format_utc(*r->deadline) : "-");
+    line("ended", r->ended ? session::format_utc(*r->ended) : "-");
+    line("bytes in", std::to_string(r->bytes_client_to_server) + " (client to server)");
+    line("bytes out", std::to_string(r->bytes_server_to_client) + " (server to client)");
+    line("close reason", std::string(session::to_string(r->close_reason)) +
+                             (r->close_detail.empty() ? "" : ": " + r->close_detail));
+    line("recording", r->recording.empty() ? "-" : (st.dir->recordings_dir() / r->recording).string());
+    line("sealed", r->sealed_events ? std::to_string(*r->sealed_events) + " events, chain " + r->sealed_chain_hash : "-");
+    return exit_ok;
+}
+
+namespace {
+
+struct VerifyOutcome {
+    std::string status;  // ok | incomplete | broken | missing
+    std::string message;
+};
+
+VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir) {
+    if (r.recording.empty()) return {"missing", "no recording (the session ended before recording started)"};
+    auto path = dir.recordings_dir() / r.recording;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {"broken", "recording " + path.string() + " cannot be read: " + std::strerror(errno)};
+    std::string bytes = read_all(in);
+    auto rec = session::read_recording(as_bytes(bytes), dir.recording_key());
+    const auto& rep = rec.report;
+    if (!rep.intact) return {"broken", rep.summary()};
+    if (rec.header.session_id != r.id) {
+        return {"broken", "recording belongs to session '" + rec.header.session_id + "', not '" + r.id + "'"};
+    }
+    if (r.sealed_events) {
+        if (!rep.sealed || rep.events != *r.sealed_events || rep.final_chain_hex != r.sealed_chain_hash) {
+            return {"broken", "the index records a seal of " + std::to_string(*r.sealed_events) +
+                                  " events but the file " +
+                                  (rep.sealed ? "has a different seal (" + std::to_string(rep.events) + " events)"
+                                              : "ends unsealed after " + std::to_string(rep.events) +
+                                                    " events: it was truncated") };
+        }
+        return {"ok", rep.summary()};
+    }
+    if (!rep.sealed) {
+        return {r.state == session::State::closed ? "incomplete" : "ok",
+                rep.summary() + (r.state == session::State::closed ? " (the proxy stopped before sealing it)" : " (session still open)")};
+    }
+    return {"ok", rep.summary()};
+}
+
+}  // namespace
+
+int cmd_verify(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    const bool all = args.has("all");
+    const bool audit = args.has("audit");
+    if (all == !args.positional.empty() && !(audit && !all && args.positional.empty())) {
+        throw UsageError(all ? "give a session ID or --all, not both" : "give a session ID, --all or --audit");
+    }
+    auto st = open_state(cfg);
+    std::vector<SessionRecord> rows;
+    if (all) {
+        rows = st.store->list_sessions({});
+    } else if (!args.positional.empty()) {
+        auto r = st.store->find_session(args.positional[0]);
+        if (!r) throw OperationalError("no session with id '" + args.positional[0] + "'");
+        rows.push_back(*r);
+    }
+    bool broken = false;
+    boost::json::array results;
+    for (const auto& r : rows) {
+        auto v = verify_one(r, *st.dir);
+        broken = broken || v.status == "broken";
+        if (args.has("json")) {
+            results.emplace_back(boost::json::object{{"id", r.id}, {"status", v.status}, {"message", v.message}});
+        } else {
+            io.out << r.id << "  " << v.status << "  " << v.message << "\n";
+        }
+    }
+    if (audit) {
+        session::AuditVerifier verifier(st.dir->audit_key());
+        std::uint64_t from = 1;
+        for (;;) {
+            auto lines = st.store->audit_lines(from, 1000);
+            for (const auto& l : lines) verifier.feed(l);
+            if (lines.size() < 1000 || !verifier.ok()) break;
+            from += lines.size();
+        }
+        broken = broken || !verifier.ok();
+        std::string msg = verifier.ok() ? std::to_string(verifier.entries()) + " entries, chain intact" : verifier.problem();
+        if (args.has("json")) {
+            results.emplace_back(boost::json::object{{"id", "audit"}, {"status", verifier.ok() ? "ok" : "broken"}, {"message", msg}});
+        } else {
+            io.out << "audit  " << (verifier.ok() ? "ok" : "broken") << "  " << msg << "\n";
+        }
+    }
+    if (args.has("json")) io.out << boost::json::serialize(results) << "\n";
+    return broken ? exit_failure : exit_ok;
+}
+
+}  // namespace gg::proxy::cli

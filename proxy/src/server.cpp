@@ -1,1 +1,279 @@
-// placeholder
+#include "glassgate/proxy/server.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/json.hpp>
+
+#include <thread>
+
+#include "cli_internal.hpp"
+#include "glassgate/config/loader.hpp"
+#include "glassgate/proxy/logging.hpp"
+#include "glassgate/proxy/recording_writer.hpp"
+#include "glassgate/proxy/state_dir.hpp"
+#include "glassgate/proxy/state_store.hpp"
+
+namespace gg::proxy {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using local_stream = asio::local::stream_protocol;
+
+namespace {
+
+session::TimePoint now() {
+    return std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
+}
+
+tcp::endpoint resolve(const config::SocketAddress& a, std::string_view what) {
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(a.host, ec);
+    if (!ec) return {addr, a.port};
+    asio::io_context io;
+    tcp::resolver r(io);
+    auto res = r.resolve(a.host, std::to_string(a.port), ec);
+    if (ec || res.empty()) {
+        throw OperationalError("cannot resolve " + a.to_string() + " (" + std::string(what) + "): " + ec.message());
+    }
+    return res.begin()->endpoint();
+}
+
+void bind_acceptor(tcp::acceptor& acc, const config::SocketAddress& a, std::string_view what) {
+    auto ep = resolve(a, what);
+    boost::system::error_code ec;
+    acc.open(ep.protocol(), ec);
+    if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acc.bind(ep, ec);
+    if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) throw OperationalError("cannot listen on " + a.to_string() + " (" + std::string(what) + "): " + ec.message());
+}
+
+void check_tls_files(const config::TlsConfig& tls) {
+    asio::ssl::context ctx(asio::ssl::context::tls_server);
+    boost::system::error_code ec;
+    ctx.use_certificate_chain_file(tls.cert_file.string(), ec);
+    if (ec) throw OperationalError("cannot load TLS certificate " + tls.cert_file.string() + ": " + ec.message());
+    ctx.use_private_key_file(tls.key_file.string(), asio::ssl::context::pem, ec);
+    if (ec) throw OperationalError("cannot load TLS private key " + tls.key_file.string() + ": " + ec.message());
+    if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+        throw OperationalError("TLS private key " + tls.key_file.string() + " does not match certificate " +
+                               tls.cert_file.string());
+    }
+}
+
+}  // namespace
+
+struct Server::Impl {
+    const config::Config& cfg;
+    StateDir state;
+    std::unique_ptr<StateStore> store;
+    std::unique_ptr<RecordingService> recordings;
+    asio::io_context io;
+    asio::signal_set signals{io, SIGINT, SIGTERM};
+    std::optional<tcp::acceptor> pg_acceptor;
+    std::optional<tcp::acceptor> ssh_acceptor;
+    local_stream::acceptor admin{io};
+    session::TimePoint started = now();
+    bool stopping = false;
+
+    explicit Impl(const config::Config& c) : cfg(c), state(c.server.state_dir) {
+        try {
+            store = open_sqlite_store(state.store_file(), state.audit_key());
+        } catch (const StoreError& e) {
+            throw OperationalError(e.what());
+        }
+        if (cfg.listen.postgres && cfg.tls) check_tls_files(*cfg.tls);
+        if (cfg.listen.postgres) {
+            pg_acceptor.emplace(io);
+            bind_acceptor(*pg_acceptor, *cfg.listen.postgres, "postgres listener");
+        }
+        if (cfg.listen.ssh) {
+            ssh_acceptor.emplace(io);
+            bind_acceptor(*ssh_acceptor, *cfg.listen.ssh, "ssh listener");
+        }
+        open_admin_socket();
+        recordings = std::make_unique<RecordingService>(state.recordings_dir(), state.recording_key(),
+                                                        RecordingService::Options{.buffer_bytes = cfg.server.recording_buffer_bytes});
+        close_orphaned_sessions();
+    }
+
+    void open_admin_socket() {
+        const auto& path = cfg.server.admin_socket;
+        if (path.native().size() >= sizeof(sockaddr_un::sun_path)) {
+            throw OperationalError("admin socket path " + path.string() + " is too long for a Unix socket (max " +
+                                   std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)");
+        }
+        std::error_code fec;
+        std::filesystem::create_directories(path.parent_path(), fec);
+        if (std::filesystem::exists(path, fec)) {
+            // A live socket means another serve owns this state; a dead one is left over from a crash.
+            local_stream::socket probe(io);
+            boost::system::error_code ec;
+            probe.connect(local_stream::endpoint(path.string()), ec);
+            if (!ec) throw OperationalError("another glassgate serve is running (admin socket " + path.string() + " answers)");
+            std::filesystem::remove(path, fec);
+        }
+        boost::system::error_code ec;
+        const mode_t old = ::umask(0077);
+        admin.open(local_stream(), ec);
+        if (!ec) admin.bind(local_stream::endpoint(path.string()), ec);
+        ::umask(old);
+        if (!ec) admin.listen(16, ec);
+        if (ec) throw OperationalError("cannot create admin socket " + path.string() + ": " + ec.message());
+    }
+
+    /// Sessions still open in the index belong to a previous run that ended without closing them.
+    void close_orphaned_sessions() {
+        for (auto state_v : {session::State::authenticating, session::State::connecting, session::State::active,
+                             session::State::closing}) {
+            SessionFilter f;
+            f.state = state_v;
+            for (auto r : store->list_sessions(f)) {
+                r.state = session::State::closed;
+                r.close_reason = session::CloseReason::internal_error;
+                r.close_detail = "the proxy stopped while this session was open";
+                r.ended = now();
+                store->save_session(r);
+                session::AuditEvent ev{.time = now(), .type = "session.end", .session_id = r.id, .identity = r.identity,
+                                       .target = r.target, .source = r.client_address, .outcome = "error",
+                                       .reason = r.close_detail, .details = {}};
+                store->append_audit(ev);
+                spdlog::warn("session {} was open when the proxy last stopped; marked closed", r.id);
+            }
+        }
+    }
+
+    asio::awaitable<void> accept_loop(tcp::acceptor& acc, std::string_view what) {
+        for (;;) {
+            auto [ec, sock] = co_await acc.async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec == asio::error::operation_aborted || stopping) co_return;
+            if (ec) {
+                spdlog::warn("{} accept failed: {}", what, ec.message());
+                continue;
+            }
+            boost::system::error_code pec;
+            auto peer = sock.remote_endpoint(pec);
+            spdlog::warn("{} connection from {} closed: proxying over this protocol is not available in this version",
+                         what, pec ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port()));
+            sock.close(pec);
+        }
+    }
+
+    asio::awaitable<void> admin_loop() {
+        for (;;) {
+            auto [ec, sock] = co_await admin.async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec == asio::error::operation_aborted || stopping) co_return;
+            if (ec) continue;
+            asio::co_spawn(io, admin_client(std::move(sock)), asio::detached);
+        }
+    }
+
+    /// Admin protocol: one JSON request per line, one JSON answer per line.
+    asio::awaitable<void> admin_client(local_stream::socket sock) {
+        std::string buf;
+        for (;;) {
+            auto [ec, n] = co_await asio::async_read_until(sock, asio::dynamic_buffer(buf, 64 * 1024), '\n',
+                                                            asio::as_tuple(asio::use_awaitable));
+            if (ec) co_return;
+            std::string line = buf.substr(0, n - 1);
+            buf.erase(0, n);
+            boost::json::object reply;
+            boost::system::error_code jec;
+            auto req = boost::json::parse(line, jec);
+            const boost::json::string* cmd = nullptr;
+            if (!jec && req.is_object()) {
+                if (auto* c = req.as_object().if_contains("cmd"); c && c->is_string()) cmd = &c->as_string();
+            }
+            if (!cmd) {
+                reply = {{"ok", false}, {"error", "expected {\"cmd\": ...}"}};
+            } else if (*cmd == "ping") {
+                reply = {{"ok", true}, {"version", GG_VERSION}, {"pid", ::getpid()},
+                         {"started", session::format_utc(started)}};
+            } else {
+                reply = {{"ok", false}, {"error", "unknown command '" + std::string(*cmd) + "'"}};
+            }
+            std::string out = boost::json::serialize(reply) + "\n";
+            auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
+            (void)wn;
+            if (wec) co_return;
+        }
+    }
+
+    void shutdown() {
+        if (stopping) return;
+        stopping = true;
+        spdlog::info("stopping: no new connections");
+        boost::system::error_code ec;
+        if (pg_acceptor) pg_acceptor->close(ec);
+        if (ssh_acceptor) ssh_acceptor->close(ec);
+        admin.close(ec);
+        signals.cancel(ec);
+    }
+};
+
+Server::Server(const config::Config& cfg) : impl_(std::make_unique<Impl>(cfg)) {}
+Server::~Server() {
+    if (impl_) {
+        std::error_code ec;
+        std::filesystem::remove(impl_->cfg.server.admin_socket, ec);
+    }
+}
+
+int Server::run() {
+    auto& d = *impl_;
+    d.signals.async_wait([&d](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        spdlog::info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        d.shutdown();
+    });
+    std::string listening;
+    if (d.pg_acceptor) {
+        asio::co_spawn(d.io, d.accept_loop(*d.pg_acceptor, "postgres"), asio::detached);
+        listening += " postgres " + d.cfg.listen.postgres->to_string();
+    }
+    if (d.ssh_acceptor) {
+        asio::co_spawn(d.io, d.accept_loop(*d.ssh_acceptor, "ssh"), asio::detached);
+        listening += " ssh " + d.cfg.listen.ssh->to_string();
+    }
+    asio::co_spawn(d.io, d.admin_loop(), asio::detached);
+
+    boost::json::object details{{"version", GG_VERSION}, {"pid", ::getpid()}, {"config", d.cfg.source.string()}};
+    d.store->append_audit({.time = now(), .type = "proxy.start", .session_id = {}, .identity = {}, .target = {},
+                           .source = {}, .outcome = "ok", .reason = {}, .details = details});
+    spdlog::info("glassgate {} serving:{} admin {} (state {})", GG_VERSION, listening, d.cfg.server.admin_socket.string(),
+                 d.state.root().string());
+    d.io.run();
+    d.recordings.reset();  // flushes and seals what is left
+    d.store->append_audit({.time = now(), .type = "proxy.stop", .session_id = {}, .identity = {}, .target = {},
+                           .source = {}, .outcome = "ok", .reason = {}, .details = {}});
+    spdlog::info("stopped");
+    return 0;
+}
+
+void Server::stop() {
+    asio::post(impl_->io, [this] { impl_->shutdown(); });
+}
+
+namespace cli {
+
+int cmd_serve(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    auto fmt = logging::format_from_string(args.get("log-format").value_or(cfg.log.format));
+    if (!fmt) throw UsageError("--log-format must be text or json");
+    auto level = logging::level_from_string(args.get("log-level").value_or(cfg.log.level));
+    if (!level) throw UsageError("--log-level must be trace, debug, info, warn or error");
+    logging::init(*level, *fmt);
+    try {
+        Server server(cfg);
+        return server.run();
+    } catch (const OperationalError& e) {
+        spdlog::error("{}", e.what());
+        spdlog::default_logger()->flush();
+        return exit_failure;
+    }
+}
+
+}  // namespace cli
+}  // namespace gg::proxy

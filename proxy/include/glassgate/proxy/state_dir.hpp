@@ -1,0 +1,49 @@
+#pragma once
+// The state directory: its layout, creation with safe permissions, and the proxy's keys.
+//
+//   state_dir/            0700
+//     glassgate.db        state store (SQLite, WAL)
+//     master.key          32 random bytes, 0600, created on first use; every other key derives from it
+//     recordings/         one <session-id>.ggrec per session
+//
+// Keys are derived from the master key with HKDF-SHA-256 and distinct labels, so the secrets
+// encryption key, the recording checkpoint key and the audit MAC key are independent.
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "glassgate/protocols/bytes.hpp"
+
+namespace gg::proxy {
+
+/// A start-up or CLI failure that should print one line and exit 1 (operational error).
+struct OperationalError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class StateDir {
+public:
+    /// Creates `root` (0700) and its subdirectories if needed, then loads or creates the master key.
+    /// Throws OperationalError naming the path on any failure, or when master.key is readable by
+    /// group/others (fail closed: a leaked key would let anyone forge recordings).
+    explicit StateDir(std::filesystem::path root);
+    ~StateDir();
+    StateDir(const StateDir&) = delete;
+    StateDir& operator=(const StateDir&) = delete;
+
+    [[nodiscard]] const std::filesystem::path& root() const noexcept { return root_; }
+    [[nodiscard]] std::filesystem::path store_file() const { return root_ / "glassgate.db"; }
+    [[nodiscard]] std::filesystem::path recordings_dir() const { return root_ / "recordings"; }
+
+    [[nodiscard]] const Bytes& secrets_key() const noexcept { return secrets_key_; }
+    [[nodiscard]] const Bytes& recording_key() const noexcept { return recording_key_; }
+    [[nodiscard]] const Bytes& audit_key() const noexcept { return audit_key_; }
+
+private:
+    std::filesystem::path root_;
+    Bytes secrets_key_;
+    Bytes recording_key_;
+    Bytes audit_key_;
+};
+
+}  // namespace gg::proxy

@@ -1,0 +1,69 @@
+#pragma once
+// The state store: sessions index, audit chain, secrets, and (later) break-glass account states,
+// rotation jobs and the JWKS cache — behind one interface so a shared PostgreSQL store can be
+// added for multi-instance deployments without touching callers.
+//
+// Every method is thread-safe and may block briefly on storage; call it off latency-critical
+// paths where possible. Failures throw StoreError with a message that names the store and the
+// operation; callers on security paths treat a failure as a denial (fail closed).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+#include <filesystem>
+
+#include "glassgate/session/audit_chain.hpp"
+#include "glassgate/session/session.hpp"
+
+namespace gg::proxy {
+
+struct StoreError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct SessionFilter {
+    std::optional<std::string> identity;
+    std::optional<std::string> target;
+    std::optional<session::TimePoint> since;        ///< started at or after
+    std::optional<session::AuthMethod> auth;
+    std::optional<session::State> state;
+    std::size_t limit = 0;                         ///< 0: no limit; newest first when limited
+};
+
+class StateStore {
+public:
+    virtual ~StateStore() = default;
+
+    // --- key/value, grouped in namespaces ("secret", "breakglass", "jwks", ...). Values are bytes.
+    virtual std::optional<std::string> get(std::string_view ns, std::string_view key) = 0;
+    virtual void put(std::string_view ns, std::string_view key, std::string_view value) = 0;
+    virtual bool erase(std::string_view ns, std::string_view key) = 0;
+    /// All keys of a namespace with their values, ordered by key.
+    virtual std::vector<std::pair<std::string, std::string>> list(std::string_view ns) = 0;
+    /// Atomically replaces the value if it currently equals `expected` (std::nullopt: key absent).
+    /// `desired` std::nullopt deletes. Returns true if this call made the change. Exactly one of any
+    /// number of concurrent callers with the same `expected` wins, across threads and processes.
+    virtual bool compare_and_set(std::string_view ns, std::string_view key, const std::optional<std::string>& expected,
+                                 const std::optional<std::string>& desired) = 0;
+
+    // --- sessions index
+    virtual void save_session(const session::SessionRecord& rec) = 0;  ///< insert or replace by id
+    virtual std::optional<session::SessionRecord> find_session(std::string_view id) = 0;
+    /// Matching sessions, oldest first (newest `limit` when a limit is set).
+    virtual std::vector<session::SessionRecord> list_sessions(const SessionFilter& filter) = 0;
+
+    // --- audit chain (see session/audit_chain.hpp). Appending computes the chain atomically.
+    virtual std::uint64_t append_audit(const session::AuditEvent& ev) = 0;  ///< returns the entry's seq
+    /// Lines with seq >= from_seq, in order; at most `limit` (0: all).
+    virtual std::vector<std::string> audit_lines(std::uint64_t from_seq, std::size_t limit) = 0;
+};
+
+/// Opens (creating if needed) the embedded SQLite store at `file`. `audit_key` MACs the audit chain.
+std::unique_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file, Bytes audit_key);
+
+}  // namespace gg::proxy

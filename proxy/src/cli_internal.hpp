@@ -1,0 +1,48 @@
+#pragma once
+// Private to the CLI: command implementations and shared helpers.
+
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include "glassgate/config/config.hpp"
+#include "glassgate/proxy/cli.hpp"
+#include "glassgate/proxy/state_dir.hpp"
+#include "glassgate/proxy/state_store.hpp"
+
+namespace gg::proxy::cli {
+
+struct Io {
+    std::ostream& out;
+    std::ostream& err;
+};
+
+/// A configuration problem already reported to the user: exit 2.
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// --config, then $GLASSGATE_CONFIG, then ./glassgate.toml. Prints every issue to `err` and throws
+/// ConfigError if the file is missing or invalid.
+config::Config load_config_or_throw(const Args& args, Io& io);
+
+/// The state directory and store of a configuration, opened for a CLI command.
+struct State {
+    std::unique_ptr<StateDir> dir;
+    std::unique_ptr<StateStore> store;
+};
+State open_state(const config::Config& cfg);
+
+/// The current user for audit events from CLI commands ("cli:root").
+std::string cli_actor();
+
+int cmd_version(const Args&, Io&);
+int cmd_config_check(const Args&, Io&);
+int cmd_secret_set(const Args&, Io&);
+int cmd_secret_list(const Args&, Io&);
+int cmd_sessions_list(const Args&, Io&);
+int cmd_sessions_show(const Args&, Io&);
+int cmd_verify(const Args&, Io&);
+int cmd_serve(const Args&, Io&);
+
+}  // namespace gg::proxy::cli

@@ -1,0 +1,74 @@
+#pragma once
+// The audit log's tamper-evident line format. Pure: the caller supplies time, sequence number,
+// previous hash and key; proxy/ stores the lines (state store) and prints them.
+//
+// One JSON object per line. The line is the event's fields, then "seq" and "prev" (hex of the
+// previous entry's hash; 64 zeros for the first), then two fixed-length trailing members:
+//
+//   {"time":"2026-11-23T19:04:35.123456Z","event":"session.start",...,"seq":7,"prev":"<64 hex>","hash":"<64 hex>","mac":"<64 hex>"}
+//
+//   body = the exact line bytes up to (not including) `,"hash":` followed by `}`
+//   hash = SHA-256( prev_hash(32 raw bytes) || body )
+//   mac  = HMAC-SHA-256( audit_key, "glassgate-audit-v1\0" || hash(32 raw bytes) )
+//
+// Hashing exact bytes (not a re-serialisation) means verification never depends on JSON
+// canonicalisation. Editing, deleting or reordering any line breaks the chain; recomputing the
+// chain after an edit requires the key (mac).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/json/object.hpp>
+
+#include "glassgate/protocols/bytes.hpp"
+#include "glassgate/protocols/crypto.hpp"
+#include "glassgate/session/session.hpp"
+
+namespace gg::session {
+
+/// One audit event. Empty strings are omitted from the line; `details` carries event-specific data.
+struct AuditEvent {
+    TimePoint time{};
+    std::string type;        ///< "session.start", "session.end", "auth.denied", "secret.set", ...
+    std::string session_id;
+    std::string identity;
+    std::string target;
+    std::string source;      ///< client address
+    std::string outcome;     ///< "ok", "denied", "error", ...
+    std::string reason;      ///< why (denial reason, close reason, stated break-glass reason)
+    boost::json::object details;
+};
+
+struct AuditLine {
+    std::string text;        ///< the JSON line, no newline
+    crypto::Digest hash{};   ///< this entry's hash (the next entry's prev)
+};
+
+/// Formats `ev` as chain entry number `seq` following `prev`.
+AuditLine make_audit_line(const AuditEvent& ev, std::uint64_t seq, const crypto::Digest& prev, ByteView audit_key);
+
+/// "2026-11-23T19:04:35.123456Z"
+std::string format_utc(TimePoint t);
+
+/// Checks a sequence of lines in order. Feed every line; the first problem is kept.
+class AuditVerifier {
+public:
+    explicit AuditVerifier(ByteView audit_key);
+    /// Returns false (and records the problem) if this line breaks the chain.
+    bool feed(std::string_view line);
+    [[nodiscard]] bool ok() const noexcept { return problem_.empty(); }
+    [[nodiscard]] std::uint64_t entries() const noexcept { return entries_; }
+    /// "entry 12 (seq 12): hash mismatch: the line was edited" etc.; empty when ok.
+    [[nodiscard]] const std::string& problem() const noexcept { return problem_; }
+    [[nodiscard]] const crypto::Digest& head() const noexcept { return prev_; }
+
+private:
+    Bytes key_;
+    crypto::Digest prev_{};
+    std::uint64_t entries_ = 0;
+    std::string problem_;
+};
+
+}  // namespace gg::session
