@@ -72,7 +72,8 @@ struct Target {
     std::string backend_user;
     std::vector<std::string> allow;          ///< identities, or "group:NAME"
     std::optional<Duration> max_session;     ///< hard cap per session; absent: no cap
-    std::optional<Duration> warn_before;     ///< warning ahead of the cap (default 5m when max_session is set)
+    std::optional<Duration> warn_before;     ///< warning ahead of the cap; set by the loader whenever max_session
+                                             ///< is: default 5m if max_session >= 10m, else max_session / 2
     std::optional<Duration> idle_timeout;    ///< absent: off
     // PostgreSQL targets
     std::string database;                    ///< database on the backend (required for postgres)
@@ -92,7 +93,7 @@ struct FallbackRule {
     std::vector<std::string> accounts;
     std::vector<std::string> targets;        ///< target names or globs ("web*")
     Duration max_session = std::chrono::minutes(30);
-    Duration warn_before = std::chrono::minutes(5);
+    Duration warn_before = std::chrono::minutes(5);  ///< default as for Target::warn_before
     bool require_reason = true;
     bool rotate_on_close = true;
     std::vector<std::string> notify;         ///< webhook URLs
