@@ -1,0 +1,191 @@
+#include "harness/postgres_peer.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "harness/net.hpp"
+
+namespace gg::harness {
+namespace {
+
+std::string conninfo_value(std::string_view value) {
+    std::string out = "'";
+    for (char c : value) {
+        if (c == '\'' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    out += '\'';
+    return out;
+}
+
+TempDir make_dir(const PostgresOptions& options) {
+    return options.dir.empty() ? TempDir("gg-pg") : TempDir::keep_at(options.dir);
+}
+
+}  // namespace
+
+std::string sql_identifier(std::string_view name) {
+    std::string out = "\"";
+    for (char c : name) {
+        out += c;
+        if (c == '"') {
+            out += '"';
+        }
+    }
+    out += '"';
+    return out;
+}
+
+std::string sql_literal(std::string_view text) {
+    std::string out = "'";
+    for (char c : text) {
+        out += c;
+        if (c == '\'') {
+            out += '\'';
+        }
+    }
+    out += '\'';
+    return out;
+}
+
+PostgresPeer::PostgresPeer(PostgresOptions options) : options_(std::move(options)), dir_(make_dir(options_)) {
+    bindir_ = postgres_bindir();
+    // initdb and postgres refuse to run as root: as root, they run as the `postgres` user in a directory
+    // that user owns (mkdtemp made it 0700 root).
+    run_as_ = geteuid() == 0 ? "postgres" : "";
+    password_ = random_hex(24);
+
+    const auto pwfile = dir_ / "pwfile";
+    write_file(pwfile, password_ + "\n", 0600);
+    cert_ = make_self_signed_cert(dir_.path(), "server", "localhost");
+    if (!run_as_.empty()) {
+        chmod(dir_.path().c_str(), 0700);
+        chown_recursive(dir_.path(), run_as_);
+        if (run({"test", "-w", dir_.path().string()}, RunOptions{.timeout = std::chrono::seconds(10),
+                                                                 .run_as = run_as_})
+                .exit_code != 0) {
+            throw PeerError("postgres: " + dir_.path().string() + " is not reachable by the " + run_as_ +
+                            " user (every parent directory needs o+x; /root is 0700): use a directory "
+                            "under /tmp");
+        }
+    }
+
+    const auto initdb = run({(bindir_ / "initdb").string(), "-D", data_dir().string(), "-U", options_.superuser,
+                             "--pwfile=" + pwfile.string(), "--auth=scram-sha-256", "-E", "UTF8", "--no-locale",
+                             "--no-sync", "--no-instructions"},
+                            RunOptions{.timeout = std::chrono::seconds(120), .cwd = dir_.path(), .run_as = run_as_});
+    std::filesystem::remove(pwfile);
+    write_file(dir_ / "initdb.log", initdb.describe(), 0644);
+    if (initdb.exit_code != 0) {
+        throw PeerError("postgres: initdb failed in " + dir_.path().string() + "\n" + initdb.describe());
+    }
+    if (options_.hostssl_only) {
+        const auto hba = data_dir() / "pg_hba.conf";
+        write_file(hba,
+                   "# glassgate test peer: TLS only on 127.0.0.1\n"
+                   "local all all scram-sha-256\n"
+                   "hostssl all all 127.0.0.1/32 scram-sha-256\n",
+                   0600);
+        if (!run_as_.empty()) {
+            chown_recursive(hba, run_as_);
+        }
+    }
+
+    ServerSpec spec;
+    spec.name = "postgres";
+    spec.log_file = log_file();
+    spec.stop_signal = SIGINT;  // fast shutdown: roll back open transactions, close sessions, checkpoint
+    spec.grace = std::chrono::seconds(30);
+    spec.timeout = options_.start_timeout;
+    spec.make = [this](std::uint16_t port) {
+        std::vector<std::string> argv = {
+            (bindir_ / "postgres").string(),
+            "-D", data_dir().string(),
+            "-p", std::to_string(port),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", "unix_socket_directories=" + dir_.path().string(),
+            "-c", "ssl=on",
+            "-c", "ssl_cert_file=" + cert_.cert.string(),
+            "-c", "ssl_key_file=" + cert_.key.string(),
+            "-c", "fsync=off",
+            "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off",
+            "-c", "log_connections=on",
+            "-c", "log_line_prefix=%m [%p] %q%u@%d ",
+        };
+        for (const auto& setting : options_.settings) {
+            argv.push_back("-c");
+            argv.push_back(setting);
+        }
+        return SpawnOptions{.argv = std::move(argv), .cwd = dir_.path(), .run_as = run_as_};
+    };
+    spec.ready = [this](std::uint16_t port) {
+        return run({(bindir_ / "pg_isready").string(), "-q", "-h", "127.0.0.1", "-p", std::to_string(port),
+                    "-t", "2"},
+                   RunOptions{.timeout = std::chrono::seconds(5)})
+                   .exit_code == 0;
+    };
+    auto started = start_server(spec);
+    server_ = std::move(started.process);
+    port_ = started.port;
+}
+
+PostgresPeer::~PostgresPeer() { stop(); }
+
+void PostgresPeer::stop() { server_.stop(); }
+
+std::string PostgresPeer::conninfo(std::string_view db, std::string_view user, std::string_view password,
+                                   std::string_view sslmode) const {
+    std::string out = "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=" + conninfo_value(db) +
+                      " user=" + conninfo_value(user);
+    if (!password.empty()) {
+        out += " password=" + conninfo_value(password);
+    }
+    out += " sslmode=" + std::string(sslmode);
+    return out;
+}
+
+EnvChanges PostgresPeer::client_env(std::string_view db, std::string_view user, std::string_view password,
+                                    std::string_view sslmode) const {
+    return EnvChanges{.set = {{"PGHOST", "127.0.0.1"},
+                              {"PGPORT", std::to_string(port_)},
+                              {"PGDATABASE", std::string(db)},
+                              {"PGUSER", std::string(user)},
+                              {"PGPASSWORD", std::string(password)},
+                              {"PGSSLMODE", std::string(sslmode)},
+                              {"PGCONNECT_TIMEOUT", "10"}},
+                      .unset = {"PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGOPTIONS"}};
+}
+
+RunResult PostgresPeer::psql(std::string_view sql, std::string_view db) const {
+    return psql_as(options_.superuser, password_, db, sql);
+}
+
+RunResult PostgresPeer::psql_as(std::string_view user, std::string_view password, std::string_view db,
+                                std::string_view sql, std::string_view sslmode) const {
+    return run({(bindir_ / "psql").string(), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d",
+                conninfo(db, user, "", sslmode), "-c", std::string(sql)},
+               RunOptions{.env = client_env(db, user, password, sslmode), .timeout = std::chrono::seconds(60)});
+}
+
+void PostgresPeer::create_role(std::string_view name, std::string_view password, bool login) {
+    const auto result = psql("CREATE ROLE " + sql_identifier(name) + (login ? " LOGIN" : " NOLOGIN") +
+                             " PASSWORD " + sql_literal(password));
+    if (result.exit_code != 0) {
+        throw PeerError("postgres: CREATE ROLE " + std::string(name) + " failed:\n" + result.describe());
+    }
+}
+
+void PostgresPeer::create_database(std::string_view name, std::string_view owner) {
+    const auto result =
+        psql("CREATE DATABASE " + sql_identifier(name) + " OWNER " + sql_identifier(owner));
+    if (result.exit_code != 0) {
+        throw PeerError("postgres: CREATE DATABASE " + std::string(name) + " failed:\n" + result.describe());
+    }
+}
+
+}  // namespace gg::harness
