@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds glassgate, and starts a working demo on 127.0.0.1:
 #   - a PostgreSQL 15 server, an OpenSSH sshd and an OIDC identity provider (oidc-provider), each
-#     on a free loopback port, with their data under ./demo/peers
+#     on a free loopback port, with their data under ${TMPDIR:-/tmp}/glassgate-demo-peers
 #   - glassgate serve with ./demo/glassgate.toml: target "appdb" (the PostgreSQL database "app"),
 #     target "web01" (the sshd, host key pinned), backend secrets stored encrypted
 # Stays in the foreground; Ctrl-C stops the proxy and every peer.
@@ -19,7 +19,8 @@ mkdir -p "$demo/tls"
 GG=("$root/build/proxy/glassgate")
 PEERS="$root/build/tests/harness/gg-peers"
 
-"$PEERS" --dir "$demo/peers" --env-file "$demo/peers.env" >"$demo/peers.log" 2>&1 &
+peers_dir="${TMPDIR:-/tmp}/glassgate-demo-peers"  # outside the checkout: the postgres user must be able to enter it
+"$PEERS" --dir "$peers_dir" --env-file "$demo/peers.env" >"$demo/peers.log" 2>&1 &
 peers_pid=$!
 cleanup() {
   [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null || true
@@ -126,6 +127,6 @@ glassgate demo is running (Ctrl-C stops everything). In another terminal:
   glassgate verify --all --audit
 
 Sign in as "alice" (any password) on the identity provider's page at $GG_IDP_ISSUER.
-Peers: PostgreSQL 127.0.0.1:$GG_PG_PORT, sshd 127.0.0.1:$GG_SSHD_PORT, IdP $GG_IDP_ISSUER (logs in $demo/peers).
+Peers: PostgreSQL 127.0.0.1:$GG_PG_PORT, sshd 127.0.0.1:$GG_SSHD_PORT, IdP $GG_IDP_ISSUER (logs in $peers_dir).
 TXT
 wait "$proxy_pid"

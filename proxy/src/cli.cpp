@@ -32,6 +32,19 @@ const std::vector<Command>& commands() {
          {opt_config, {"log-format", "text|json", "log line format (default: [log] format, else text)"},
           {"log-level", "LEVEL", "trace, debug, info, warn or error (default: [log] level, else info)"}},
          0, 0, cmd_serve},
+        {"status", "", "show the running proxy's state (over its admin socket)",
+         "Shows the identity provider's health and since when, the last probe, the mode (normal or\n"
+         "emergency) and the number of active sessions. Exit 1 if `serve` is not running.",
+         {opt_config, opt_json}, 0, 0, cmd_status},
+        {"login", "", "sign in through the identity provider and print an SSO token",
+         "Runs a device-code sign-in: the URL and code go to standard error, only the token to standard\n"
+         "output, so `PGPASSWORD=$(glassgate login) psql ...` works. The IdP comes from [idp] in the\n"
+         "configuration, or from --issuer and --client-id.",
+         {opt_config, {"issuer", "URL", "identity provider issuer (instead of --config)"},
+          {"client-id", "ID", "OAuth client id (with --issuer)"},
+          {"ca-file", "FILE", "extra CA certificates for the IdP (with --issuer)"},
+          {"cache", "", "reuse a cached token while it is valid; cache a new one (0600)"}},
+         0, 0, cmd_login},
         {"config check", "", "validate a configuration file",
          "Prints every problem as FILE:LINE:COL: key.path: message; exit 2 if there is any.",
          {opt_config}, 0, 0, cmd_config_check},
@@ -63,8 +76,7 @@ const std::vector<Command>& commands() {
 
 // Commands that later versions add; named here so users get a clear answer, not "unknown command".
 const std::vector<std::string>& planned() {
-    static const std::vector<std::string> names = {"status", "login", "breakglass", "emergency",
-                                                   "replay", "export", "audit", "target"};
+    static const std::vector<std::string> names = {"breakglass", "emergency", "replay", "export", "audit", "target"};
     return names;
 }
 

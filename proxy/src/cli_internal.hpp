@@ -44,5 +44,7 @@ int cmd_sessions_list(const Args&, Io&);
 int cmd_sessions_show(const Args&, Io&);
 int cmd_verify(const Args&, Io&);
 int cmd_serve(const Args&, Io&);
+int cmd_login(const Args&, Io&);
+int cmd_status(const Args&, Io&);
 
 }  // namespace gg::proxy::cli

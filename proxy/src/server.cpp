@@ -5,13 +5,17 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
 #include <thread>
 
 #include "cli_internal.hpp"
 #include "glassgate/config/loader.hpp"
+#include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/proxy/logging.hpp"
+#include "glassgate/proxy/metrics.hpp"
 #include "glassgate/proxy/recording_writer.hpp"
 #include "glassgate/proxy/state_dir.hpp"
 #include "glassgate/proxy/state_store.hpp"
@@ -75,6 +79,10 @@ struct Server::Impl {
     std::optional<tcp::acceptor> pg_acceptor;
     std::optional<tcp::acceptor> ssh_acceptor;
     local_stream::acceptor admin{io};
+    std::optional<tcp::acceptor> http_acceptor;
+    Metrics metrics;
+    std::shared_ptr<identity::IdentityProvider> idp;
+    std::atomic<std::uint64_t> active_sessions{0};
     session::TimePoint started = now();
     bool stopping = false;
 
@@ -84,6 +92,7 @@ struct Server::Impl {
         } catch (const StoreError& e) {
             throw OperationalError(e.what());
         }
+        refuse_if_running();  // before the listeners: "port in use" would hide the real cause
         if (cfg.listen.postgres && cfg.tls) check_tls_files(*cfg.tls);
         if (cfg.listen.postgres) {
             pg_acceptor.emplace(io);
@@ -93,28 +102,41 @@ struct Server::Impl {
             ssh_acceptor.emplace(io);
             bind_acceptor(*ssh_acceptor, *cfg.listen.ssh, "ssh listener");
         }
+        if (cfg.admin.listen) {
+            http_acceptor.emplace(io);
+            bind_acceptor(*http_acceptor, *cfg.admin.listen, "admin HTTP listener");
+        }
         open_admin_socket();
+        metrics.declare("glassgate_sessions_active", Metrics::Type::gauge, "Sessions currently open.");
+        metrics.set("glassgate_sessions_active", {}, 0);
+        identity::declare_metrics(metrics);
+        if (cfg.idp) idp = std::make_shared<identity::IdentityProvider>(io.get_executor(), *cfg.idp, *store, metrics);
         recordings = std::make_unique<RecordingService>(state.recordings_dir(), state.recording_key(),
                                                         RecordingService::Options{.buffer_bytes = cfg.server.recording_buffer_bytes});
         close_orphaned_sessions();
     }
 
-    void open_admin_socket() {
+    /// A live admin socket means another serve owns this state; a dead one is left over from a crash.
+    void refuse_if_running() {
         const auto& path = cfg.server.admin_socket;
         if (path.native().size() >= sizeof(sockaddr_un::sun_path)) {
             throw OperationalError("admin socket path " + path.string() + " is too long for a Unix socket (max " +
                                    std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)");
         }
         std::error_code fec;
-        std::filesystem::create_directories(path.parent_path(), fec);
         if (std::filesystem::exists(path, fec)) {
-            // A live socket means another serve owns this state; a dead one is left over from a crash.
             local_stream::socket probe(io);
             boost::system::error_code ec;
             probe.connect(local_stream::endpoint(path.string()), ec);
             if (!ec) throw OperationalError("another glassgate serve is running (admin socket " + path.string() + " answers)");
-            std::filesystem::remove(path, fec);
         }
+    }
+
+    void open_admin_socket() {
+        const auto& path = cfg.server.admin_socket;
+        std::error_code fec;
+        std::filesystem::create_directories(path.parent_path(), fec);
+        std::filesystem::remove(path, fec);  // refuse_if_running() found it dead
         boost::system::error_code ec;
         const mode_t old = ::umask(0077);
         admin.open(local_stream(), ec);
@@ -191,6 +213,8 @@ struct Server::Impl {
             } else if (*cmd == "ping") {
                 reply = {{"ok", true}, {"version", GG_VERSION}, {"pid", ::getpid()},
                          {"started", session::format_utc(started)}};
+            } else if (*cmd == "status") {
+                reply = status_json();
             } else {
                 reply = {{"ok", false}, {"error", "unknown command '" + std::string(*cmd) + "'"}};
             }
@@ -198,6 +222,89 @@ struct Server::Impl {
             auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
             (void)wn;
             if (wec) co_return;
+        }
+    }
+
+    static std::string iso(std::chrono::system_clock::time_point t) {
+        return session::format_utc(std::chrono::time_point_cast<std::chrono::microseconds>(t));
+    }
+
+    boost::json::object status_json() const {
+        boost::json::object o{{"ok", true}, {"version", GG_VERSION}, {"pid", ::getpid()},
+                              {"started", session::format_utc(started)},
+                              {"active_sessions", active_sessions.load()}};
+        std::string mode = "normal";
+        if (idp) {
+            auto h = idp->health();
+            static constexpr const char* names[] = {"unknown", "healthy", "degraded", "unreachable"};
+            boost::json::object i{{"issuer", idp->config().issuer},
+                                  {"state", names[static_cast<int>(h.state)]},
+                                  {"since", iso(h.since)},
+                                  {"consecutive_failures", h.consecutive_failures},
+                                  {"cached_keys", h.cached_keys}};
+            if (h.last_probe_at) {
+                i["last_probe"] = boost::json::object{{"at", iso(*h.last_probe_at)}, {"ok", h.last_probe_ok},
+                                                      {"evidence", h.last_probe_evidence}};
+            } else {
+                i["last_probe"] = nullptr;
+            }
+            i["jwks_fetched_at"] = h.jwks_fetched_at ? boost::json::value(iso(*h.jwks_fetched_at)) : boost::json::value(nullptr);
+            o["idp"] = std::move(i);
+            if (h.state == oidc::IdpHealth::unreachable) mode = "emergency";
+        } else {
+            o["idp"] = nullptr;
+        }
+        o["mode"] = mode;
+        o["mode_reason"] = mode == "emergency" ? "identity provider unreachable" : "";
+        return o;
+    }
+
+    /// Admin HTTP: GET /metrics (Prometheus text) and GET /healthz.
+    asio::awaitable<void> http_loop() {
+        for (;;) {
+            auto [ec, sock] = co_await http_acceptor->async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec == asio::error::operation_aborted || stopping) co_return;
+            if (ec) continue;
+            asio::co_spawn(io, http_client(std::move(sock)), asio::detached);
+        }
+    }
+
+    asio::awaitable<void> http_client(tcp::socket sock) {
+        namespace beast = boost::beast;
+        namespace bhttp = beast::http;
+        beast::tcp_stream stream(std::move(sock));
+        beast::flat_buffer buf;
+        for (;;) {
+            bhttp::request_parser<bhttp::empty_body> parser;
+            parser.header_limit(8192);
+            stream.expires_after(std::chrono::seconds(10));
+            auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
+            (void)n;
+            if (ec) co_return;
+            const auto& req = parser.get();
+            bhttp::response<bhttp::string_body> res;
+            res.version(req.version());
+            res.keep_alive(req.keep_alive());
+            const auto target = std::string_view(req.target().data(), req.target().size());
+            if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+                res.result(bhttp::status::method_not_allowed);
+                res.body() = "method not allowed\n";
+            } else if (target == "/metrics") {
+                res.result(bhttp::status::ok);
+                res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+                res.body() = metrics.render();
+            } else if (target == "/healthz") {
+                res.result(bhttp::status::ok);
+                res.set(bhttp::field::content_type, "text/plain");
+                res.body() = "ok\n";
+            } else {
+                res.result(bhttp::status::not_found);
+                res.body() = "not found\n";
+            }
+            res.prepare_payload();
+            auto [wec, wn] = co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+            (void)wn;
+            if (wec || !res.keep_alive()) co_return;
         }
     }
 
@@ -209,6 +316,8 @@ struct Server::Impl {
         if (pg_acceptor) pg_acceptor->close(ec);
         if (ssh_acceptor) ssh_acceptor->close(ec);
         admin.close(ec);
+        if (http_acceptor) http_acceptor->close(ec);
+        if (idp) idp->stop();
         signals.cancel(ec);
     }
 };
@@ -238,6 +347,11 @@ int Server::run() {
         listening += " ssh " + d.cfg.listen.ssh->to_string();
     }
     asio::co_spawn(d.io, d.admin_loop(), asio::detached);
+    if (d.http_acceptor) {
+        asio::co_spawn(d.io, d.http_loop(), asio::detached);
+        listening += " admin-http " + d.cfg.admin.listen->to_string();
+    }
+    if (d.idp) d.idp->start();
 
     boost::json::object details{{"version", GG_VERSION}, {"pid", ::getpid()}, {"config", d.cfg.source.string()}};
     d.store->append_audit({.time = now(), .type = "proxy.start", .session_id = {}, .identity = {}, .target = {},

@@ -245,7 +245,7 @@ TEST_CASE("sessions list/show and verify over real recordings") {
     CHECK(run({"sessions", "show", "01JDQ0000000000000000000ZZ", "--config", c}).code == 1);
 
     auto ok = run({"verify", "--all", "--audit", "--config", c});
-    CHECK_MESSAGE(ok.code == 0, ok.out + ok.err);
+    CHECK_MESSAGE(ok.code == 0, ok.out << ok.err);
     CHECK(ok.out.find(ids[0] + "  ok") != std::string::npos);
     CHECK(ok.out.find("audit  ok") != std::string::npos);
     CHECK(run({"verify", "--config", c}).code == 2);

@@ -8,9 +8,9 @@
 //   record  = u32 length | u64 t_us | u8 kind | u8 direction | u32 head_crc | payload[length] | u32 crc
 //             head_crc = CRC-32 of the 14 bytes before it, crc = CRC-32 of every record byte before it
 //   chain   h_0 = SHA-256("glassgate-recording-v1 chain\0" || file_header)
-//           h_i = SHA-256(h_{i-1} || record_i bytes)        for every record except the seal
-//   record 0 is the header (JSON); checkpoints and the final seal carry
-//           u64 record_index | u64 event_count | h | HMAC-SHA-256(key, tag || session id || t_us || index || count || h)
+//           h_{k+1} = SHA-256(h_k || bytes of record k)     for every record k except the seal
+//   record 0 is the header (JSON); a checkpoint or the final seal that is record k carries
+//           u64 k | u64 event_count | h_k | HMAC-SHA-256(key, tag || u16 len || session id || u64 t_us || u64 k || u64 event_count || h_k)
 //
 // All integers are big-endian. Every byte of a file up to the last valid checkpoint is authenticated;
 // bytes after it are only CRC-checked (see the document for the exact guarantees).

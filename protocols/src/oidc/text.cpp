@@ -1,0 +1,40 @@
+#include "glassgate/protocols/oidc/text.hpp"
+
+#include <cstdio>
+
+namespace gg::oidc {
+
+std::string printable(std::string_view text, std::size_t max) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    const std::size_t n = text.size() < max ? text.size() : max;
+    out.reserve(n + 3);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out += "\\x";
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0x0F]);
+        }
+    }
+    if (text.size() > max) out += "...";
+    return out;
+}
+
+std::string format_utc(std::chrono::system_clock::time_point t) {
+    using namespace std::chrono;
+    const auto secs = floor<seconds>(t);
+    const auto days = floor<std::chrono::days>(secs);
+    const year_month_day ymd{days};
+    const hh_mm_ss<seconds> hms{secs - days};
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                  static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+                  static_cast<int>(hms.seconds().count()));
+    return buf;
+}
+
+}  // namespace gg::oidc
