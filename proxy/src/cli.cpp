@@ -65,6 +65,14 @@ const std::vector<Command>& commands() {
           opt_json},
          0, 0, cmd_sessions_list},
         {"sessions show", "ID", "show one session in full", "", {opt_config, opt_json}, 1, 1, cmd_sessions_show},
+        {"audit", "", "print the audit log, one JSON object per line",
+         "Each line carries its hash chain fields (seq, prev, hash, mac); `glassgate verify --audit` checks them.",
+         {opt_config, {"session", "ID", "only events of session ID"}, {"event", "TYPE", "only events of this type (e.g. auth.denied)"}},
+         0, 0, cmd_audit},
+        {"replay", "ID", "show a recorded session",
+         "PostgreSQL sessions print as a transcript: time offset, statements, parameters, rows as recorded,\n"
+         "command tags, errors. Exit 1 (after printing) if the recording fails verification.",
+         {opt_config, {"no-rows", "", "leave out result rows"}}, 1, 1, cmd_replay},
         {"verify", "ID | --all", "check recording integrity",
          "Verifies each recording's hash chain, checkpoints and seal, and compares the seal with the sessions\n"
          "index (detects truncation). --audit also verifies the audit log chain. Exit 1 if anything is broken.",
@@ -76,7 +84,7 @@ const std::vector<Command>& commands() {
 
 // Commands that later versions add; named here so users get a clear answer, not "unknown command".
 const std::vector<std::string>& planned() {
-    static const std::vector<std::string> names = {"breakglass", "emergency", "replay", "export", "audit", "target"};
+    static const std::vector<std::string> names = {"breakglass", "emergency", "export", "target"};
     return names;
 }
 

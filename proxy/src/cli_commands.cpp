@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <libssh/libssh.h>
 #include <openssl/opensslv.h>
@@ -21,6 +22,7 @@
 #include "glassgate/config/loader.hpp"
 #include "glassgate/protocols/secret.hpp"
 #include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/session/pg_transcript.hpp"
 #include "glassgate/session/recording.hpp"
 
 namespace gg::proxy::cli {
@@ -305,6 +307,59 @@ VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir) {
 }
 
 }  // namespace
+
+int cmd_audit(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    auto st = open_state(cfg);
+    const auto session_id = args.get("session");
+    const auto event = args.get("event");
+    std::uint64_t from = 1;
+    for (;;) {
+        auto lines = st.store->audit_lines(from, 1000);
+        for (const auto& l : lines) {
+            if (session_id || event) {
+                boost::system::error_code ec;
+                auto v = boost::json::parse(l, ec);
+                if (ec || !v.is_object()) continue;
+                const auto& o = v.as_object();
+                auto field = [&](const char* k) {
+                    auto* x = o.if_contains(k);
+                    return x && x->is_string() ? std::string(x->as_string()) : std::string();
+                };
+                if (session_id && field("session") != *session_id) continue;
+                if (event && field("event") != *event) continue;
+            }
+            io.out << l << "\n";
+        }
+        if (lines.size() < 1000) break;
+        from += lines.size();
+    }
+    return exit_ok;
+}
+
+int cmd_replay(const Args& args, Io& io) {
+    auto cfg = load_config_or_throw(args, io);
+    const auto& id = args.positional.at(0);
+    auto st = open_state(cfg);
+    auto r = st.store->find_session(id);
+    if (!r) throw OperationalError("no session with id '" + id + "'");
+    if (r->recording.empty()) throw OperationalError("session " + id + " has no recording (it ended before recording started)");
+    auto path = st.dir->recordings_dir() / r->recording;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw OperationalError("cannot read " + path.string() + ": " + std::strerror(errno));
+    std::string bytes = read_all(in);
+    auto rec = session::read_recording(as_bytes(bytes), st.dir->recording_key());
+    if (!rec.report.intact) {
+        io.err << "WARNING: the recording fails verification: " << rec.report.summary() << "\n";
+    }
+    if (rec.header.protocol != "postgres") {
+        throw OperationalError("replay of " + rec.header.protocol + " sessions is not available in this version");
+    }
+    session::TranscriptOptions o;
+    o.rows = !args.has("no-rows");
+    io.out << session::render_pg_transcript(rec, o);
+    return rec.report.intact ? exit_ok : exit_failure;
+}
 
 int cmd_verify(const Args& args, Io& io) {
     auto cfg = load_config_or_throw(args, io);

@@ -43,6 +43,8 @@ int cmd_secret_list(const Args&, Io&);
 int cmd_sessions_list(const Args&, Io&);
 int cmd_sessions_show(const Args&, Io&);
 int cmd_verify(const Args&, Io&);
+int cmd_replay(const Args&, Io&);
+int cmd_audit(const Args&, Io&);
 int cmd_serve(const Args&, Io&);
 int cmd_login(const Args&, Io&);
 int cmd_status(const Args&, Io&);

@@ -16,6 +16,7 @@
 #include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/proxy/logging.hpp"
 #include "glassgate/proxy/metrics.hpp"
+#include "glassgate/proxy/postgres/pg_proxy.hpp"
 #include "glassgate/proxy/recording_writer.hpp"
 #include "glassgate/proxy/state_dir.hpp"
 #include "glassgate/proxy/state_store.hpp"
@@ -83,6 +84,7 @@ struct Server::Impl {
     Metrics metrics;
     std::shared_ptr<identity::IdentityProvider> idp;
     std::atomic<std::uint64_t> active_sessions{0};
+    std::shared_ptr<postgres::Services> pg;
     session::TimePoint started = now();
     bool stopping = false;
 
@@ -114,6 +116,13 @@ struct Server::Impl {
         recordings = std::make_unique<RecordingService>(state.recordings_dir(), state.recording_key(),
                                                         RecordingService::Options{.buffer_bytes = cfg.server.recording_buffer_bytes});
         close_orphaned_sessions();
+        if (pg_acceptor) {
+            postgres::declare_metrics(metrics);
+            std::shared_ptr<asio::ssl::context> tls;
+            if (cfg.tls) tls = postgres::make_client_tls(*cfg.tls);
+            pg = std::shared_ptr<postgres::Services>(new postgres::Services{
+                cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, std::chrono::seconds(10), {}});
+        }
     }
 
     /// A live admin socket means another serve owns this state; a dead one is left over from a crash.
@@ -169,10 +178,16 @@ struct Server::Impl {
 
     asio::awaitable<void> accept_loop(tcp::acceptor& acc, std::string_view what) {
         for (;;) {
-            auto [ec, sock] = co_await acc.async_accept(asio::as_tuple(asio::use_awaitable));
+            // One strand per connection: both legs, timers and the watchdog of a session.
+            auto strand = asio::make_strand(io);
+            auto [ec, sock] = co_await acc.async_accept(strand, asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || stopping) co_return;
             if (ec) {
                 spdlog::warn("{} accept failed: {}", what, ec.message());
+                continue;
+            }
+            if (what == "postgres" && pg) {
+                asio::co_spawn(strand, postgres::handle_client(std::move(sock), pg), asio::detached);
                 continue;
             }
             boost::system::error_code pec;
@@ -319,6 +334,22 @@ struct Server::Impl {
         if (http_acceptor) http_acceptor->close(ec);
         if (idp) idp->stop();
         signals.cancel(ec);
+        if (pg) {
+            pg->stopping = true;
+            // Sessions get shutdown_grace to finish on their own, then are ended with a FATAL message.
+            asio::co_spawn(io, [this]() -> asio::awaitable<void> {
+                asio::steady_timer t(io);
+                const auto until = std::chrono::steady_clock::now() + cfg.server.shutdown_grace;
+                while (active_sessions.load() > 0 && std::chrono::steady_clock::now() < until) {
+                    t.expires_after(std::chrono::milliseconds(100));
+                    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+                }
+                if (active_sessions.load() > 0) {
+                    spdlog::warn("ending {} session(s) still open after the shutdown grace period", active_sessions.load());
+                    pg->close_all("glassgate is shutting down");
+                }
+            }, asio::detached);
+        }
     }
 };
 

@@ -81,7 +81,7 @@ TEST_CASE("help, unknown and reserved commands, exit codes") {
     }
     CHECK(run({}).code == 2);
     CHECK(run({"frobnicate"}).code == 2);
-    auto planned = run({"replay", "X"});
+    auto planned = run({"export", "X"});
     CHECK(planned.code == 2);
     CHECK(planned.err.find("not available in this version") != std::string::npos);
     CHECK(run({"sessions"}).code == 2);

@@ -1,0 +1,88 @@
+#pragma once
+// The PostgreSQL path: one coroutine per client connection, on its own strand. Terminates the
+// client's protocol (TLS, startup, cleartext password carrying an SSO token or the word `sso` for an
+// in-band device-code sign-in), checks the target's `allow`, opens the session and its recording,
+// connects to the backend with the target's stored secret (SCRAM-SHA-256, MD5 or cleartext, TLS per
+// target), then relays whole messages both ways with recording taps, back-pressure, the session
+// deadline and warnings. See docs/postgres.md.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "glassgate/config/config.hpp"
+#include "glassgate/proxy/identity/identity_provider.hpp"
+#include "glassgate/proxy/metrics.hpp"
+#include "glassgate/proxy/recording_writer.hpp"
+#include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/proxy/state_store.hpp"
+
+namespace gg::proxy::postgres {
+
+/// Maps the BackendKeyData glassgate gave a client to the backend's real one, so a CancelRequest is
+/// forwarded only for an active session with the exact key (compared in constant time).
+class CancelRegistry {
+public:
+    struct Target {
+        boost::asio::ip::tcp::endpoint backend;
+        std::int32_t backend_pid = 0;
+        std::uint32_t backend_key = 0;
+        std::string session_id;
+    };
+    /// Registers a session and returns the (pid, key) to hand to the client.
+    std::pair<std::int32_t, std::uint32_t> add(Target t);
+    void remove(std::int32_t pid);
+    /// The backend to cancel, if (pid, key) matches an active session.
+    std::optional<Target> find(std::int32_t pid, std::uint32_t key) const;
+
+private:
+    struct Entry {
+        std::uint32_t key = 0;
+        Target target;
+    };
+    mutable std::mutex mu_;
+    std::map<std::int32_t, Entry> entries_;
+    std::int32_t next_pid_ = 0;
+};
+
+struct Services {
+    const config::Config& cfg;
+    StateStore& store;
+    Bytes secrets_key;
+    RecordingService& recordings;
+    std::shared_ptr<identity::IdentityProvider> idp;  ///< null without [idp]: SSO sign-in is refused
+    Metrics& metrics;
+    std::shared_ptr<boost::asio::ssl::context> client_tls;  ///< null without [tls]
+    std::atomic<std::uint64_t>& active_sessions;
+    CancelRegistry cancels;
+    std::chrono::milliseconds pre_auth_timeout{10'000};
+    std::atomic<bool> stopping{false};
+
+    /// Open sessions, so shutdown can end them (each closer posts to its session's strand).
+    std::mutex sessions_mu;
+    std::map<std::uint64_t, std::function<void(std::string)>> closers;
+    std::uint64_t next_closer = 0;
+    /// Ends every open session with `why` (sent to each client as a FATAL message).
+    void close_all(const std::string& why);
+};
+
+/// Creates the client-facing TLS context from [tls] (TLS 1.2+, ALPN "postgresql" accepted).
+std::shared_ptr<boost::asio::ssl::context> make_client_tls(const config::TlsConfig& tls);
+
+/// Declares the metric families of this path.
+void declare_metrics(Metrics& m);
+
+/// Serves one client connection to the end. Never throws.
+boost::asio::awaitable<void> handle_client(boost::asio::ip::tcp::socket sock, std::shared_ptr<Services> svc);
+
+}  // namespace gg::proxy::postgres

@@ -1,0 +1,829 @@
+#include "glassgate/proxy/postgres/pg_proxy.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/this_coro.hpp>
+
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "glassgate/config/loader.hpp"
+#include "glassgate/protocols/crypto.hpp"
+#include "glassgate/protocols/postgres/codec.hpp"
+#include "glassgate/proxy/logging.hpp"
+#include "glassgate/session/audit_chain.hpp"
+#include "glassgate/session/recording.hpp"
+#include "glassgate/session/session.hpp"
+#include "pg_backend.hpp"
+#include "pg_conn.hpp"
+
+namespace gg::proxy::postgres {
+using namespace std::chrono_literals;
+using namespace boost::asio::experimental::awaitable_operators;
+using session::CloseReason;
+
+// ---------------------------------------------------------------------------------------------
+// CancelRegistry
+
+std::pair<std::int32_t, std::uint32_t> CancelRegistry::add(Target t) {
+    std::lock_guard lk(mu_);
+    std::uint32_t key = 0;
+    auto r = crypto::random_bytes(4);
+    std::memcpy(&key, r.data(), 4);
+    // Pids are ours, not the backend's: sequential, positive, never reused while active.
+    do {
+        next_pid_ = next_pid_ >= 0x7FFF'FFF0 ? 1 : next_pid_ + 1;
+    } while (entries_.count(next_pid_));
+    entries_[next_pid_] = Entry{key, std::move(t)};
+    return {next_pid_, key};
+}
+
+void CancelRegistry::remove(std::int32_t pid) {
+    std::lock_guard lk(mu_);
+    entries_.erase(pid);
+}
+
+std::optional<CancelRegistry::Target> CancelRegistry::find(std::int32_t pid, std::uint32_t key) const {
+    std::lock_guard lk(mu_);
+    auto it = entries_.find(pid);
+    if (it == entries_.end()) return std::nullopt;
+    std::uint32_t want = it->second.key;
+    if (!crypto::constant_time_equal(ByteView(reinterpret_cast<const std::byte*>(&want), 4),
+                                     ByteView(reinterpret_cast<const std::byte*>(&key), 4))) {
+        return std::nullopt;
+    }
+    return it->second.target;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void Services::close_all(const std::string& why) {
+    std::vector<std::function<void(std::string)>> all;
+    {
+        std::lock_guard lk(sessions_mu);
+        for (auto& [id, f] : closers) all.push_back(f);
+    }
+    for (auto& f : all) f(why);
+}
+
+std::shared_ptr<asio::ssl::context> make_client_tls(const config::TlsConfig& tls) {
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                     asio::ssl::context::single_dh_use);
+    SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(ctx->native_handle(), "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!MD5:!RC4");
+    ctx->use_certificate_chain_file(tls.cert_file.string());
+    ctx->use_private_key_file(tls.key_file.string(), asio::ssl::context::pem);
+    // Direct TLS (PostgreSQL 17 sslnegotiation=direct) sends ALPN "postgresql"; accept it.
+    SSL_CTX_set_alpn_select_cb(
+        ctx->native_handle(),
+        [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+           void*) -> int {
+            static const unsigned char proto[] = {10, 'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
+            unsigned char* sel = nullptr;
+            if (SSL_select_next_proto(&sel, outlen, proto, sizeof proto, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+                *out = sel;
+                return SSL_TLSEXT_ERR_OK;
+            }
+            return SSL_TLSEXT_ERR_ALERT_FATAL;
+        },
+        nullptr);
+    return ctx;
+}
+
+void declare_metrics(Metrics& m) {
+    m.declare("glassgate_connections_total", Metrics::Type::counter, "Client connections accepted, by protocol.");
+    m.declare("glassgate_sessions_total", Metrics::Type::counter, "Sessions ended, by protocol, auth method and close reason.");
+    m.declare("glassgate_cancel_requests_total", Metrics::Type::counter, "PostgreSQL cancel requests by outcome.");
+}
+
+namespace {
+
+session::TimePoint now_tp() {
+    return std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+bool allowed(const config::Target& t, const std::string& user, const std::vector<std::string>& groups) {
+    for (const auto& a : t.allow) {
+        if (a.rfind("group:", 0) == 0) {
+            if (std::find(groups.begin(), groups.end(), a.substr(6)) != groups.end()) return true;
+        } else if (a == user) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// Startup parameters glassgate consumes instead of forwarding.
+bool consumed_param(std::string_view name) {
+    return name == "user" || name == "database" || name == "replication";
+}
+
+/// One client connection from accept to close.
+class ClientSession : public std::enable_shared_from_this<ClientSession> {
+public:
+    ClientSession(tcp::socket sock, std::shared_ptr<Services> svc)
+        : svc_(std::move(svc)),
+          ex_(sock.get_executor()),
+          client_(std::move(sock), svc_->client_tls ? svc_->client_tls : plain_ctx()),
+          client_lock_(ex_),
+          backend_lock_(ex_),
+          watchdog_(ex_) {
+        boost::system::error_code ec;
+        auto ep = client_.socket().remote_endpoint(ec);
+        peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+        client_.socket().set_option(tcp::no_delay(true), ec);
+    }
+
+    asio::awaitable<void> run();
+
+private:
+    static std::shared_ptr<asio::ssl::context> plain_ctx() {
+        static auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+        return ctx;
+    }
+
+    // --- client I/O before the relay -------------------------------------------------------
+    asio::awaitable<bool> fill(std::size_t at_least) {
+        if (buf_.size() < at_least) buf_.resize(std::max<std::size_t>(at_least, 16384));
+        while (len_ < at_least) {
+            if (buf_.size() <= len_) buf_.resize(len_ + 16384);
+            auto [ec, n] = co_await client_.read_some(asio::buffer(buf_.data() + len_, buf_.size() - len_));
+            if (ec) co_return false;
+            len_ += n;
+        }
+        co_return true;
+    }
+    void consume(std::size_t n) {
+        std::memmove(buf_.data(), buf_.data() + n, len_ - n);
+        len_ -= n;
+    }
+    asio::awaitable<void> send(const Bytes& b) {
+        co_await client_lock_.lock();
+        (void)co_await client_.write(asio::buffer(b));
+        client_lock_.unlock();
+    }
+    // Coroutine parameters are references (callers always co_await at once): GCC 12 destroys
+    // temporaries bound to by-value coroutine parameters twice (see http::fetch).
+    asio::awaitable<void> fatal(const std::string& sqlstate, const std::string& message, const std::string& detail = {}) {
+        auto msg = pg::error_response({pg::Severity::fatal, sqlstate, message, detail, {}});
+        co_await send(msg);
+    }
+    /// Sends a buffer this coroutine owns (for fire-and-forget sends).
+    asio::awaitable<void> send_owned(std::shared_ptr<Bytes> b) { co_await send(*b); }
+
+    asio::awaitable<std::optional<pg::StartupMessage>> negotiate();
+    asio::awaitable<void> handle_cancel(const pg::CancelRequest& c);
+    asio::awaitable<std::optional<std::string>> read_password();
+    asio::awaitable<void> relay(BackendSession& backend, const config::Target& target);
+    asio::awaitable<void> pump_client_to_backend(Conn& backend);
+    asio::awaitable<void> pump_backend_to_client(Conn& backend, int record_rows);
+    asio::awaitable<void> watch(const config::Target& target, Conn& backend);
+
+    bool record(session::EventKind kind, session::Direction dir, ByteView payload) {
+        if (!rec_) return true;
+        const auto t = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0_).count());
+        if (rec_->append(kind, dir, payload, t)) return true;
+        end(CloseReason::recording_failed, "recording failed: " + rec_->failure());
+        return false;
+    }
+    bool annotate(const std::string& text) {
+        return record(session::EventKind::annotation, session::Direction::none, as_bytes(text));
+    }
+    void end(CloseReason why, std::string detail) {
+        if (!ended_) {
+            ended_ = true;
+            reason_ = why;
+            detail_ = std::move(detail);
+        }
+        client_.close();
+        if (backend_) backend_->close();
+        watchdog_.cancel();
+    }
+    void audit(std::string type, std::string outcome, std::string reason, boost::json::object details = {}) {
+        session::AuditEvent ev;
+        ev.time = now_tp();
+        ev.type = std::move(type);
+        ev.session_id = session_ ? session_->id() : std::string();
+        ev.identity = identity_;
+        ev.target = target_name_;
+        ev.source = peer_;
+        ev.outcome = std::move(outcome);
+        ev.reason = std::move(reason);
+        ev.details = std::move(details);
+        try {
+            svc_->store.append_audit(ev);
+        } catch (const std::exception& e) {
+            spdlog::error("postgres: cannot write audit event {}: {}", ev.type, e.what());
+        }
+    }
+    void save() {
+        if (!session_) return;
+        try {
+            svc_->store.save_session(session_->record());
+        } catch (const std::exception& e) {
+            log_->error("cannot update the sessions index: {}", e.what());
+        }
+    }
+    asio::awaitable<void> refuse(const std::string& sqlstate, const std::string& client_msg, const std::string& log_reason,
+                                 const std::string& type = "auth.denied") {
+        spdlog::warn("postgres {}: {} (user={}, target={})", peer_, log_reason, identity_.empty() ? user_ : identity_, target_name_);
+        audit(type, "denied", log_reason, {{"user", user_}});
+        co_await fatal(sqlstate, client_msg);
+    }
+
+    std::shared_ptr<Services> svc_;
+    asio::any_io_executor ex_;
+    Conn client_;
+    Conn* backend_ = nullptr;
+    AsyncLock client_lock_;
+    AsyncLock backend_lock_;
+    asio::steady_timer watchdog_;
+    std::string peer_;
+    Bytes buf_;
+    std::size_t len_ = 0;
+
+    std::string user_;
+    std::string identity_;
+    std::string target_name_;
+    std::optional<session::Session> session_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::shared_ptr<RecordingHandle> rec_;
+    std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
+    bool ended_ = false;
+    CloseReason reason_ = CloseReason::none;
+    std::string detail_;
+    std::uint64_t c2s_ = 0, s2c_ = 0;
+};
+
+asio::awaitable<std::optional<pg::StartupMessage>> ClientSession::negotiate() {
+    for (int round = 0; round < 4; ++round) {
+        if (!co_await fill(1)) co_return std::nullopt;
+        // Direct TLS: the first byte of a TLS handshake record instead of a startup packet.
+        if (round == 0 && std::to_integer<unsigned>(buf_[0]) == 0x16) {
+            if (!svc_->client_tls) {
+                spdlog::warn("postgres {}: direct TLS attempted but [tls] is not configured", peer_);
+                co_return std::nullopt;
+            }
+            auto [hec, used] = co_await client_.tls_stream().async_handshake(
+                asio::ssl::stream_base::server, asio::buffer(buf_.data(), len_), use_tuple);
+            if (hec) {
+                spdlog::info("postgres {}: TLS handshake failed: {}", peer_, hec.message());
+                co_return std::nullopt;
+            }
+            (void)used;
+            client_.set_tls();
+            len_ = 0;
+            continue;
+        }
+        std::optional<pg::StartupDecoded> dec;
+        for (;;) {
+            auto d = pg::decode_startup(ByteView(buf_).first(len_));
+            if (!d) {
+                spdlog::warn("postgres {}: bad startup packet: {}", peer_, d.error().reason);
+                co_await fatal("08P01", "invalid startup packet: " + d.error().reason);
+                co_return std::nullopt;
+            }
+            if (auto* s = std::get_if<pg::StartupDecoded>(&*d)) {
+                dec = std::move(*s);
+                break;
+            }
+            if (!co_await fill(std::get<pg::NeedMore>(*d).at_least)) co_return std::nullopt;
+        }
+        consume(dec->consumed);
+        if (std::holds_alternative<pg::SslRequest>(dec->packet)) {
+            if (client_.tls()) {
+                co_await fatal("08P01", "SSLRequest inside TLS");
+                co_return std::nullopt;
+            }
+            if (!svc_->client_tls) {
+                const char n = 'N';
+                (void)co_await client_.write(asio::buffer(&n, 1));
+                continue;
+            }
+            // Bytes behind an SSLRequest arrived unencrypted and may have been injected by a
+            // man-in-the-middle before the handshake (CVE-2021-23222 class): refuse them.
+            if (len_ != 0) {
+                spdlog::warn("postgres {}: {} unencrypted byte(s) after SSLRequest; closing", peer_, len_);
+                co_return std::nullopt;
+            }
+            const char s = 'S';
+            if (co_await client_.write(asio::buffer(&s, 1))) co_return std::nullopt;
+            auto [hec] = co_await client_.tls_stream().async_handshake(asio::ssl::stream_base::server, use_tuple);
+            if (hec) {
+                spdlog::info("postgres {}: TLS handshake failed: {}", peer_, hec.message());
+                co_return std::nullopt;
+            }
+            client_.set_tls();
+            continue;
+        }
+        if (std::holds_alternative<pg::GssEncRequest>(dec->packet)) {
+            const char n = 'N';
+            (void)co_await client_.write(asio::buffer(&n, 1));
+            continue;
+        }
+        if (auto* c = std::get_if<pg::CancelRequest>(&dec->packet)) {
+            co_await handle_cancel(*c);
+            co_return std::nullopt;
+        }
+        co_return std::get<pg::StartupMessage>(std::move(dec->packet));
+    }
+    co_await fatal("08P01", "too many negotiation requests");
+    co_return std::nullopt;
+}
+
+asio::awaitable<void> ClientSession::handle_cancel(const pg::CancelRequest& c) {
+    auto t = svc_->cancels.find(c.pid, c.key);
+    if (!t) {
+        svc_->metrics.inc("glassgate_cancel_requests_total", {{"outcome", "no_match"}});
+        spdlog::info("postgres {}: cancel request for an unknown session or with a wrong key: ignored", peer_);
+        co_return;
+    }
+    svc_->metrics.inc("glassgate_cancel_requests_total", {{"outcome", "forwarded"}});
+    tcp::socket s(ex_);
+    auto [ec] = co_await s.async_connect(t->backend, use_tuple);
+    if (ec) {
+        spdlog::warn("postgres: cannot forward cancel for session {}: {}", t->session_id, ec.message());
+        co_return;
+    }
+    auto msg = pg::cancel_request(t->backend_pid, t->backend_key);
+    (void)co_await asio::async_write(s, asio::buffer(msg), use_tuple);
+    spdlog::info("postgres {}: cancel request forwarded for session {}", peer_, t->session_id);
+}
+
+asio::awaitable<std::optional<std::string>> ClientSession::read_password() {
+    for (;;) {
+        auto d = pg::decode_message(ByteView(buf_).first(len_));
+        if (!d) co_return std::nullopt;
+        if (auto* m = std::get_if<pg::MessageDecoded>(&*d)) {
+            if (m->message.type != 'p') co_return std::nullopt;
+            auto pw = pg::parse_password_message(m->message.body);
+            if (!pw) co_return std::nullopt;
+            std::string out(*pw);
+            consume(m->consumed);
+            co_return out;
+        }
+        if (!co_await fill(std::get<pg::NeedMore>(*d).at_least)) co_return std::nullopt;
+    }
+}
+
+asio::awaitable<void> ClientSession::run() {
+    svc_->metrics.inc("glassgate_connections_total", {{"protocol", "postgres"}});
+    // Pre-authentication deadline: a client that says nothing is cut off.
+    watchdog_.expires_after(svc_->pre_auth_timeout);
+    watchdog_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) {
+            spdlog::info("postgres {}: no startup within {} ms; closing", peer_, svc_->pre_auth_timeout.count());
+            client_.close();
+        }
+    });
+    auto startup = co_await negotiate();
+    if (!startup) {
+        watchdog_.cancel();
+        client_.close();
+        co_return;
+    }
+    user_ = startup->get("user").value_or("");
+    const std::string dbparam = startup->get("database").value_or(user_);
+    if (!client_.tls() && !svc_->cfg.listen.allow_plaintext) {
+        watchdog_.cancel();
+        co_await refuse("28000", "TLS required: connect with sslmode=require", "plaintext connection refused");
+        client_.close();
+        co_return;
+    }
+    if (startup->get("replication")) {
+        watchdog_.cancel();
+        co_await refuse("28000", "replication connections are not allowed through glassgate", "replication connection refused");
+        client_.close();
+        co_return;
+    }
+    // dbname = target, or target/database.
+    target_name_ = dbparam.substr(0, dbparam.find('/'));
+    std::string database;
+    const auto* target = svc_->cfg.find_target(target_name_);
+    if (!target || target->protocol != config::Protocol::postgres) {
+        watchdog_.cancel();
+        co_await refuse("3D000", "no PostgreSQL target \"" + target_name_ + "\" on this proxy", "unknown target", "auth.denied");
+        client_.close();
+        co_return;
+    }
+    if (auto slash = dbparam.find('/'); slash != std::string::npos) {
+        database = dbparam.substr(slash + 1);
+        if (database != target->database &&
+            std::find(target->databases.begin(), target->databases.end(), database) == target->databases.end()) {
+            watchdog_.cancel();
+            co_await refuse("3D000", "target \"" + target_name_ + "\" does not allow database \"" + database + "\"",
+                            "database not allowed by target");
+            client_.close();
+            co_return;
+        }
+    } else {
+        database = target->database;
+    }
+
+    // Authentication: a cleartext password carrying an SSO token, or "sso" for a device-code sign-in.
+    co_await send(pg::authentication_cleartext_password());
+    auto password = co_await read_password();
+    if (!password) {
+        watchdog_.cancel();
+        client_.close();
+        co_return;
+    }
+    if (!svc_->idp) {
+        watchdog_.cancel();
+        co_await refuse("28000", "SSO is not configured on this proxy", "no [idp] configured");
+        client_.close();
+        co_return;
+    }
+    std::optional<oidc::Identity> ident;
+    bool sent_auth_ok = false;
+    std::string auth_method = "token";
+    if (lower(*password) == "sso") {
+        auth_method = "device";
+        // psql prints a NoticeResponse only after AuthenticationOk (before it, the connection fails),
+        // so: AuthenticationOk, then the URL and code as a WARNING, then wait for approval.
+        watchdog_.cancel();
+        co_await send(pg::authentication_ok());
+        sent_auth_ok = true;
+        std::function<void(const oidc::DeviceAuthorization&)> show = [this](const oidc::DeviceAuthorization& a) {
+            std::string msg = "To sign in, open " + a.verification_uri_complete.value_or(a.verification_uri) +
+                              " and confirm the code " + a.user_code;
+            auto notice = std::make_shared<Bytes>(
+                pg::notice_response({pg::Severity::warning, "01000", msg, {}, "glassgate waits for the approval"}));
+            asio::co_spawn(ex_, send_owned(std::move(notice)), asio::detached);
+        };
+        auto res = co_await svc_->idp->device_login(std::move(show));
+        if (!res.identity) {
+            co_await refuse("28000", "sign-in failed: " + res.public_message, "device sign-in failed: " + res.reason);
+            client_.close();
+            co_return;
+        }
+        ident = std::move(res.identity);
+    } else {
+        auto v = co_await svc_->idp->verify_token(std::move(*password));
+        watchdog_.cancel();
+        if (!v.ok()) {
+            co_await refuse("28P01", "password authentication failed for user \"" + user_ + "\": " +
+                                         std::string(oidc::public_message(v.error)),
+                            "token refused: " + v.reason);
+            client_.close();
+            co_return;
+        }
+        ident = std::move(v.identity);
+    }
+    identity_ = ident->username;
+    if (identity_ != user_) {
+        co_await refuse("28000", "the SSO sign-in is for \"" + identity_ + "\", not \"" + user_ + "\"", "identity does not match the startup user");
+        client_.close();
+        co_return;
+    }
+    if (!allowed(*target, identity_, ident->groups)) {
+        co_await refuse("28000", "\"" + identity_ + "\" is not allowed to use target \"" + target_name_ + "\"", "not in the target's allow list");
+        client_.close();
+        co_return;
+    }
+
+    // The session: index row, recording first (fail closed), audit.
+    std::uint8_t rnd[10];
+    auto rb = crypto::random_bytes(10);
+    std::memcpy(rnd, rb.data(), 10);
+    const auto started = now_tp();
+    t0_ = std::chrono::steady_clock::now();  // recording timestamps and the deadline count from here
+    last_activity_ = t0_;
+    session_.emplace(session::make_session_id(started, rnd), session::Protocol::postgres, peer_, started);
+    log_ = logging::session_logger(session_->id());
+    std::optional<std::chrono::microseconds> cap;
+    if (target->max_session) cap = std::chrono::duration_cast<std::chrono::microseconds>(*target->max_session);
+    (void)session_->authorize(identity_, session::AuthMethod::sso, target_name_, cap, "");
+    session::RecordingHeader hdr;
+    hdr.session_id = session_->id();
+    hdr.protocol = "postgres";
+    hdr.target = target_name_;
+    hdr.identity = identity_;
+    hdr.started_unix_us = started.time_since_epoch().count();
+    hdr.extra = {{"client", peer_}, {"database", database}, {"auth", auth_method}, {"user", user_}};
+    std::string rec_error;
+    try {
+        rec_ = svc_->recordings.open(hdr);
+        session_->set_recording(rec_->path().filename().string());
+    } catch (const std::exception& e) {
+        rec_error = e.what();
+    }
+    if (!rec_) {
+        session_->fail(CloseReason::recording_failed, rec_error, now_tp());
+        save();
+        log_->error("cannot open the recording: {}", rec_error);
+        audit("session.refused", "error", "recording unavailable: " + rec_error);
+        co_await fatal("58030", "glassgate cannot record this session, so it is refused");
+        client_.close();
+        co_return;
+    }
+    save();
+    ++svc_->active_sessions;
+    svc_->metrics.set("glassgate_sessions_active", {}, static_cast<double>(svc_->active_sessions.load()));
+    audit("session.start", "ok", "", {{"protocol", "postgres"}, {"auth", "sso"}, {"method", auth_method}, {"database", database}});
+    log_->info("postgres session: {} ({}) -> {} database {} from {}", identity_, auth_method, target_name_, database, peer_);
+
+    // Backend leg with the stored secret.
+    std::optional<Secret> secret;
+    try {
+        secret = SecretStore(svc_->store, svc_->secrets_key).get(target_name_);
+    } catch (const std::exception& e) {
+        log_->error("cannot read the secret for {}: {}", target_name_, e.what());
+    }
+    std::vector<std::pair<std::string, std::string>> fwd;
+    for (const auto& [k, v] : startup->params) {
+        if (!consumed_param(k)) fwd.emplace_back(k, v);
+    }
+    BackendResult br;
+    if (!secret) {
+        br.error = "no credential is stored for target " + target_name_ + " (glassgate secret set " + target_name_ + ")";
+        br.client_error = "glassgate has no credential for this target";
+    } else {
+        br = co_await connect_backend(*target, *secret, database, fwd, 10s);
+    }
+    if (!br.session) {
+        log_->error("{}", br.error);
+        annotate("backend connection failed: " + br.error);
+        session_->fail(CloseReason::backend_error, br.error, now_tp());
+        co_await fatal(br.sqlstate == "3D000" ? "3D000" : "08006", br.client_error);
+        client_.close();
+    } else {
+        (void)session_->activate();
+        save();
+        backend_ = br.session->conn.get();
+        auto [pid, key] = svc_->cancels.add({br.session->endpoint, br.session->pid, br.session->key, session_->id()});
+        Bytes hello;
+        if (!sent_auth_ok) {
+            auto ok = pg::authentication_ok();
+            hello.insert(hello.end(), ok.begin(), ok.end());
+        }
+        for (const auto& [k, v] : br.session->parameters) {
+            auto ps = pg::parameter_status(k, v);
+            hello.insert(hello.end(), ps.begin(), ps.end());
+        }
+        auto kd = pg::backend_key_data(pid, key);
+        hello.insert(hello.end(), kd.begin(), kd.end());
+        auto rq = pg::ready_for_query('I');
+        hello.insert(hello.end(), rq.begin(), rq.end());
+        annotate("connected to " + br.session->endpoint.address().to_string() + ":" +
+                 std::to_string(br.session->endpoint.port()) + " as " + target->backend_user + ", database " + database +
+                 (br.session->conn->tls() ? " (TLS)" : ""));
+        co_await send(hello);
+        std::uint64_t closer_id;
+        {
+            std::lock_guard lk(svc_->sessions_mu);
+            closer_id = ++svc_->next_closer;
+            std::weak_ptr<ClientSession> weak = shared_from_this();
+            svc_->closers[closer_id] = [weak, ex = ex_](std::string why) {
+                asio::co_spawn(ex, [weak, why]() -> asio::awaitable<void> {
+                    auto self = weak.lock();
+                    if (!self || self->ended_) co_return;
+                    co_await self->fatal("57P01", why);
+                    self->end(CloseReason::shutdown, why);
+                }, asio::detached);
+            };
+        }
+        co_await relay(*br.session, *target);
+        {
+            std::lock_guard lk(svc_->sessions_mu);
+            svc_->closers.erase(closer_id);
+        }
+        svc_->cancels.remove(pid);
+        if (session_->state() == session::State::active) (void)session_->begin_close(reason_, detail_);
+        (void)session_->finish(now_tp());
+        if (session_->state() != session::State::closed) session_->fail(reason_, detail_, now_tp());
+    }
+    // Close: seal the recording, index, audit.
+    session_->add_bytes(c2s_, s2c_);
+    auto seal = rec_->close(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0_).count()));
+    if (seal.ok) {
+        session_->set_seal(seal.events, seal.chain_hash_hex);
+    } else {
+        log_->error("recording could not be sealed: {}", seal.error);
+    }
+    save();
+    --svc_->active_sessions;
+    svc_->metrics.set("glassgate_sessions_active", {}, static_cast<double>(svc_->active_sessions.load()));
+    const auto& r = session_->record();
+    svc_->metrics.inc("glassgate_sessions_total", {{"protocol", "postgres"}, {"auth", "sso"}, {"reason", std::string(session::to_string(r.close_reason))}});
+    audit("session.end", r.close_reason == CloseReason::client_disconnect ? "ok" : "closed",
+          std::string(session::to_string(r.close_reason)) + (r.close_detail.empty() ? "" : ": " + r.close_detail),
+          {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}});
+    log_->info("session ended: {}{}", session::to_string(r.close_reason), r.close_detail.empty() ? "" : ": " + r.close_detail);
+}
+
+asio::awaitable<void> ClientSession::relay(BackendSession& backend, const config::Target& target) {
+    if (!backend.pending.empty()) {
+        // The backend sent something right after ReadyForQuery (e.g. a notice): pass it on first.
+        co_await send(backend.pending);
+    }
+    // Leftover client bytes (pipelined after the password) go first to the backend.
+    if (len_ > 0) {
+        Bytes early(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(len_));
+        len_ = 0;
+        auto split = pg::split_messages(early);
+        if (!split || split->consumed != early.size()) {
+            end(CloseReason::protocol_error, "client sent data before the session was ready");
+            co_return;
+        }
+        for (const auto& m : split->messages) {
+            Bytes whole;
+            ByteWriter w(whole);
+            w.u8(static_cast<std::uint8_t>(m.type));
+            w.u32(static_cast<std::uint32_t>(m.body.size() + 4));
+            w.bytes(m.body);
+            if (!record(session::EventKind::pg_frontend, session::Direction::client_to_server, whole)) co_return;
+        }
+        (void)co_await backend.conn->write(asio::buffer(early));
+    }
+    co_await (pump_client_to_backend(*backend.conn) && pump_backend_to_client(*backend.conn, target.record_rows) &&
+              watch(target, *backend.conn));
+}
+
+asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
+    Bytes buf(64 * 1024);
+    std::size_t len = 0;
+    const std::size_t max_message = 64u << 20;
+    while (!ended_) {
+        if (len == buf.size()) buf.resize(std::min(buf.size() * 2, max_message + 5));
+        auto [ec, n] = co_await client_.read_some(asio::buffer(buf.data() + len, buf.size() - len));
+        if (ec || n == 0) {
+            end(CloseReason::client_disconnect, ended_ ? std::string() : "client closed the connection");
+            co_return;
+        }
+        len += n;
+        last_activity_ = std::chrono::steady_clock::now();
+        auto split = pg::split_messages(ByteView(buf).first(len));
+        if (!split) {
+            log_->warn("malformed message from the client: {}", split.error().reason);
+            co_await fatal("08P01", "invalid message: " + split.error().reason);
+            end(CloseReason::protocol_error, "malformed client message: " + split.error().reason);
+            co_return;
+        }
+        bool terminate = false;
+        std::size_t offset = 0;
+        for (const auto& m : split->messages) {
+            const auto whole = ByteView(buf).subspan(offset, m.size());
+            offset += m.size();
+            if (!record(session::EventKind::pg_frontend, session::Direction::client_to_server, whole)) co_return;
+            if (m.type == 'X') terminate = true;
+        }
+        if (split->consumed > 0) {
+            co_await backend_lock_.lock();
+            auto wec = co_await backend.write(asio::buffer(buf.data(), split->consumed));
+            backend_lock_.unlock();
+            if (wec) {
+                end(CloseReason::backend_disconnect, "backend connection lost: " + wec.message());
+                co_return;
+            }
+            c2s_ += split->consumed;
+            std::memmove(buf.data(), buf.data() + split->consumed, len - split->consumed);
+            len -= split->consumed;
+        }
+        if (terminate) {
+            end(CloseReason::client_disconnect, "client sent Terminate");
+            co_return;
+        }
+    }
+}
+
+asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int record_rows) {
+    Bytes buf(64 * 1024);
+    std::size_t len = 0;
+    const std::size_t max_message = 64u << 20;
+    long rows = 0;
+    while (!ended_) {
+        if (len == buf.size()) buf.resize(std::min(buf.size() * 2, max_message + 5));
+        auto [ec, n] = co_await backend.read_some(asio::buffer(buf.data() + len, buf.size() - len));
+        if (ec || n == 0) {
+            if (!ended_) {
+                co_await fatal("08006", "the database server closed the connection");
+                end(CloseReason::backend_disconnect, "backend closed the connection");
+            }
+            co_return;
+        }
+        len += n;
+        last_activity_ = std::chrono::steady_clock::now();
+        auto split = pg::split_messages(ByteView(buf).first(len));
+        if (!split) {
+            log_->error("malformed message from the backend: {}", split.error().reason);
+            co_await fatal("08P01", "glassgate received an invalid message from the database server");
+            end(CloseReason::protocol_error, "malformed backend message: " + split.error().reason);
+            co_return;
+        }
+        std::size_t offset = 0;
+        for (const auto& m : split->messages) {
+            const auto whole = ByteView(buf).subspan(offset, m.size());
+            offset += m.size();
+            if (m.type == 'D') {
+                ++rows;
+                if (record_rows < 0 || rows <= record_rows) {
+                    if (!record(session::EventKind::pg_backend, session::Direction::server_to_client, whole)) co_return;
+                }
+                continue;
+            }
+            if (m.type == 'C' || m.type == 'E' || m.type == 'Z' || m.type == 'I' || m.type == 's') {
+                if (record_rows >= 0 && rows > record_rows) {
+                    if (!annotate(std::to_string(rows - record_rows) + " more row(s) not recorded (record_rows = " +
+                                  std::to_string(record_rows) + ")")) {
+                        co_return;
+                    }
+                }
+                rows = 0;
+            }
+            if (!record(session::EventKind::pg_backend, session::Direction::server_to_client, whole)) co_return;
+        }
+        if (split->consumed > 0) {
+            co_await client_lock_.lock();
+            auto wec = co_await client_.write(asio::buffer(buf.data(), split->consumed));
+            client_lock_.unlock();
+            if (wec) {
+                end(CloseReason::client_disconnect, "client connection lost: " + wec.message());
+                co_return;
+            }
+            s2c_ += split->consumed;
+            std::memmove(buf.data(), buf.data() + split->consumed, len - split->consumed);
+            len -= split->consumed;
+        }
+    }
+}
+
+asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& backend) {
+    using steady = std::chrono::steady_clock;
+    std::optional<steady::time_point> deadline;
+    std::vector<std::pair<steady::time_point, std::string>> warnings;
+    if (target.max_session) {
+        deadline = t0_ + *target.max_session;
+        auto warn = target.warn_before.value_or(std::chrono::minutes(5));
+        auto fmt = [](std::chrono::milliseconds d) { return config::format_duration(d); };
+        if (warn > std::chrono::milliseconds(0) && warn < *target.max_session) warnings.emplace_back(*deadline - warn, fmt(warn));
+        if (std::chrono::minutes(1) < *target.max_session && warn != std::chrono::minutes(1)) {
+            warnings.emplace_back(*deadline - std::chrono::minutes(1), "1m");
+        }
+        std::sort(warnings.begin(), warnings.end());
+    }
+    std::size_t next_warning = 0;
+    while (!ended_) {
+        auto wake = steady::time_point::max();
+        if (deadline) wake = *deadline;
+        if (next_warning < warnings.size()) wake = std::min(wake, warnings[next_warning].first);
+        if (target.idle_timeout) wake = std::min(wake, last_activity_ + *target.idle_timeout);
+        watchdog_.expires_at(wake);
+        (void)co_await watchdog_.async_wait(use_tuple);
+        if (ended_) co_return;
+        const auto now = steady::now();
+        if (next_warning < warnings.size() && now >= warnings[next_warning].first) {
+            const auto text = "glassgate: this session ends in " + warnings[next_warning].second +
+                              " (time limit of target \"" + target.name + "\")";
+            ++next_warning;
+            annotate("time-cap warning sent: " + text);
+            co_await send(pg::notice_response({pg::Severity::warning, "01000", text, {}, {}}));
+            continue;
+        }
+        if (deadline && now >= *deadline) {
+            annotate("time cap reached: session ended");
+            co_await fatal("57P01", "session time limit reached",
+                           "target \"" + target.name + "\" allows sessions of at most " + config::format_duration(*target.max_session));
+            co_await backend_lock_.lock();
+            auto x = pg::terminate();
+            (void)co_await backend.write(asio::buffer(x));
+            backend_lock_.unlock();
+            end(CloseReason::time_cap, "session time limit (" + config::format_duration(*target.max_session) + ") reached");
+            co_return;
+        }
+        if (target.idle_timeout && now >= last_activity_ + *target.idle_timeout) {
+            annotate("idle timeout: session ended");
+            co_await fatal("57P01", "session idle for too long",
+                           "target \"" + target.name + "\" closes sessions idle for " + config::format_duration(*target.idle_timeout));
+            end(CloseReason::idle_timeout, "idle for " + config::format_duration(*target.idle_timeout));
+            co_return;
+        }
+    }
+}
+
+}  // namespace
+
+asio::awaitable<void> handle_client(tcp::socket sock, std::shared_ptr<Services> svc) {
+    try {
+        auto s = std::make_shared<ClientSession>(std::move(sock), std::move(svc));
+        co_await s->run();
+    } catch (const std::exception& e) {
+        spdlog::error("postgres: connection ended by an internal error: {}", e.what());
+    }
+}
+
+}  // namespace gg::proxy::postgres

@@ -1,0 +1,157 @@
+#include "glassgate/session/pg_transcript.hpp"
+
+#include <cstdio>
+#include <map>
+
+#include "glassgate/protocols/postgres/codec.hpp"
+#include "glassgate/session/audit_chain.hpp"
+
+namespace gg::session {
+namespace {
+
+std::string offset(std::uint64_t t_us) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "+%llu.%03llus", static_cast<unsigned long long>(t_us / 1'000'000),
+                  static_cast<unsigned long long>(t_us / 1000 % 1000));
+    return buf;
+}
+
+/// Printable text: control characters escaped, cut at `max`.
+std::string show(std::string_view s, std::size_t max) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (out.size() >= max) {
+            out += "...";
+            break;
+        }
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c < 0x20 || c == 0x7f) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\x%02x", c);
+            out += b;
+        } else {
+            out.push_back(static_cast<char>(c));
+        }
+    }
+    return out;
+}
+
+std::string value(const std::optional<ByteView>& v, bool binary, std::size_t max) {
+    if (!v) return "NULL";
+    if (binary) return "\\x" + to_hex(v->first(std::min(v->size(), max / 2))) + (v->size() > max / 2 ? "..." : "");
+    return "'" + show(as_chars(*v), max) + "'";
+}
+
+}  // namespace
+
+std::string render_pg_transcript(const DecodedRecording& rec, const TranscriptOptions& opts) {
+    std::string out;
+    const auto& h = rec.header;
+    out += "session " + h.session_id + "  " + h.protocol + "  " + h.identity + " -> " + h.target;
+    if (auto* db = h.extra.if_contains("database"); db && db->is_string()) out += " (database " + std::string(db->as_string()) + ")";
+    if (auto* c = h.extra.if_contains("client"); c && c->is_string()) out += " from " + std::string(c->as_string());
+    out += ", started " + format_utc(TimePoint(std::chrono::microseconds(h.started_unix_us))) + "\n";
+
+    auto line = [&](std::uint64_t t, std::string_view kind, const std::string& text) {
+        out += offset(t);
+        out += "  ";
+        out += kind;
+        out += std::string(kind.size() < 9 ? 9 - kind.size() : 1, ' ');
+        out += text;
+        out += "\n";
+    };
+    std::vector<std::string> columns;
+    std::uint64_t copy_in = 0, copy_out = 0;
+    for (const auto& ev : rec.events) {
+        if (ev.kind == EventKind::annotation) {
+            line(ev.t_us, "--", decode_text(ev.payload));
+            continue;
+        }
+        if (ev.kind != EventKind::pg_frontend && ev.kind != EventKind::pg_backend) continue;
+        auto d = pg::decode_message(ev.payload);
+        const pg::MessageDecoded* md = d ? std::get_if<pg::MessageDecoded>(&*d) : nullptr;
+        if (!md) {
+            line(ev.t_us, "?", "unreadable message (" + std::to_string(ev.payload.size()) + " bytes)");
+            continue;
+        }
+        const auto& m = md->message;
+        if (ev.kind == EventKind::pg_frontend) {
+            switch (m.type) {
+                case 'Q':
+                    if (auto q = pg::parse_query(m.body)) line(ev.t_us, "QUERY", show(*q, 100000));
+                    break;
+                case 'P':
+                    if (auto p = pg::parse_parse(m.body)) {
+                        line(ev.t_us, "PARSE", (p->statement.empty() ? std::string() : std::string(p->statement) + ": ") + show(p->query, 100000));
+                    }
+                    break;
+                case 'B':
+                    if (auto b = pg::parse_bind(m.body)) {
+                        std::string text = b->statement.empty() ? "(unnamed)" : std::string(b->statement);
+                        for (std::size_t i = 0; i < b->params.size(); ++i) {
+                            bool binary = false;
+                            if (b->param_formats.size() == 1) binary = b->param_formats[0] == 1;
+                            else if (i < b->param_formats.size()) binary = b->param_formats[i] == 1;
+                            text += (i == 0 ? "  $" : ", $") + std::to_string(i + 1) + "=" + value(b->params[i], binary, opts.max_value);
+                        }
+                        line(ev.t_us, "BIND", text);
+                    }
+                    break;
+                case 'E':
+                    if (auto e = pg::parse_execute(m.body)) {
+                        line(ev.t_us, "EXECUTE", e->portal.empty() ? "" : std::string(e->portal));
+                    }
+                    break;
+                case 'C':
+                    if (auto c = pg::parse_close(m.body)) {
+                        line(ev.t_us, "CLOSE", std::string(c->kind == 'S' ? "statement " : "portal ") + std::string(c->name));
+                    }
+                    break;
+                case 'S': line(ev.t_us, "SYNC", ""); break;
+                case 'd': copy_in += m.body.size(); break;
+                case 'c': line(ev.t_us, "COPY", "client sent " + std::to_string(copy_in) + " bytes"); copy_in = 0; break;
+                case 'f': line(ev.t_us, "COPY", "client aborted COPY"); copy_in = 0; break;
+                case 'X': line(ev.t_us, "END", "client sent Terminate"); break;
+                default: break;  // Describe, Flush: not shown
+            }
+        } else {
+            switch (m.type) {
+                case 'T':
+                    if (auto cols = pg::parse_row_description(m.body)) columns = *cols;
+                    break;
+                case 'D':
+                    if (opts.rows) {
+                        if (auto row = pg::parse_data_row(m.body)) {
+                            std::string text;
+                            for (std::size_t i = 0; i < row->size(); ++i) {
+                                if (i) text += ", ";
+                                text += (i < columns.size() ? columns[i] : "?") + "=" + value((*row)[i], false, opts.max_value);
+                            }
+                            line(ev.t_us, "  row", text);
+                        }
+                    }
+                    break;
+                case 'C':
+                    if (auto tag = pg::parse_command_complete(m.body)) line(ev.t_us, "->", std::string(*tag));
+                    break;
+                case 'E':
+                    if (auto f = pg::parse_error_fields(m.body)) line(ev.t_us, "ERROR", f->sqlstate + " " + show(f->message, 1000));
+                    break;
+                case 'N':
+                    if (auto f = pg::parse_error_fields(m.body)) line(ev.t_us, "NOTICE", show(f->message, 1000));
+                    break;
+                case 'G': line(ev.t_us, "COPY", "server waits for COPY data"); break;
+                case 'H': line(ev.t_us, "COPY", "server sends COPY data"); break;
+                case 'd': copy_out += m.body.size(); break;
+                case 'c': line(ev.t_us, "COPY", "server sent " + std::to_string(copy_out) + " bytes"); copy_out = 0; break;
+                case 'I': line(ev.t_us, "->", "(empty query)"); break;
+                default: break;  // ReadyForQuery, ParseComplete, BindComplete, ...
+            }
+        }
+    }
+    if (!rec.report.sealed) out += "(recording not sealed: " + rec.report.summary() + ")\n";
+    return out;
+}
+
+}  // namespace gg::session

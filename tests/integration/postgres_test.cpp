@@ -1,0 +1,285 @@
+// The PostgreSQL path end to end: real psql and pgbench through `glassgate serve` to a real
+// PostgreSQL 15, with SSO tokens from the real oidc-provider; recordings replayed afterwards.
+
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "harness/files.hpp"
+#include "harness/idp_peer.hpp"
+#include "harness/net.hpp"
+#include "harness/postgres_peer.hpp"
+#include "harness/process.hpp"
+
+using namespace gg::harness;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// PostgreSQL + IdP + glassgate serve with one target "appdb".
+struct Stack {
+    PostgresPeer pg;
+    IdpPeer idp;
+    TempDir dir;
+    std::uint16_t port = 0;
+    std::string app_password = random_hex(24);
+    Process serve;
+    std::string alice_token;
+
+    explicit Stack(const std::string& target_extra = "max_session = \"8h\"\n") {
+        pg.create_role("app_owner", app_password);
+        pg.create_database("app", "app_owner");
+        auto cert = make_self_signed_cert(dir.path(), "proxy");
+        port = free_port();
+        const auto cfg = dir / "glassgate.toml";
+        std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
+                           << "[listen]\npostgres = \"127.0.0.1:" << port << "\"\n"
+                           << "[tls]\ncert_file = \"" << cert.cert.string() << "\"\nkey_file = \"" << cert.key.string() << "\"\n"
+                           << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
+                           << "[[target]]\nname = \"appdb\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:" << pg.port()
+                           << "\"\ndatabase = \"app\"\ndatabases = [\"postgres\"]\nbackend_user = \"app_owner\"\ntls = \"require\"\n"
+                           << "allow = [\"alice\", \"group:dba\"]\n" << target_extra;
+        auto set = run({GG_BINARY, "secret", "set", "appdb", "--config", cfg.string()}, {.stdin_data = app_password + "\n"});
+        REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
+        serve = Process::start({.argv = {GG_BINARY, "serve", "--config", cfg.string()}}, dir / "serve.log");
+        REQUIRE_MESSAGE(wait_until([&] { return can_connect("127.0.0.1", port); }, 20s), read_file(dir / "serve.log"));
+        alice_token = idp.device_login_token("alice");
+    }
+
+    [[nodiscard]] std::string config() const { return (dir / "glassgate.toml").string(); }
+    [[nodiscard]] std::string conninfo(const std::string& user = "alice", const std::string& db = "appdb",
+                                       const std::string& sslmode = "require") const {
+        return "host=127.0.0.1 port=" + std::to_string(port) + " user=" + user + " dbname=" + db + " sslmode=" + sslmode;
+    }
+    /// psql through the proxy (unaligned, tuples only, stop on error).
+    [[nodiscard]] RunResult psql(const std::string& sql, const std::string& password, const std::string& user = "alice",
+                                 const std::string& db = "appdb", const std::string& sslmode = "require",
+                                 std::chrono::milliseconds timeout = 60s) const {
+        return run({"psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", conninfo(user, db, sslmode), "-c", sql},
+                   {.env = {.set = {{"PGPASSWORD", password}}}, .timeout = timeout});
+    }
+    /// psql directly to the backend as app_owner.
+    [[nodiscard]] RunResult direct(const std::string& sql) const {
+        return pg.psql_as("app_owner", app_password, "app", sql);
+    }
+    [[nodiscard]] std::vector<std::string> session_ids() const {
+        auto r = run({GG_BINARY, "sessions", "list", "--config", config()});
+        std::vector<std::string> ids;
+        std::istringstream in(r.out);
+        for (std::string line; std::getline(in, line);) ids.push_back(line.substr(0, line.find(' ')));
+        return ids;
+    }
+    [[nodiscard]] std::string serve_log() const { return read_file(dir / "serve.log"); }
+};
+
+Stack& shared() {
+    static Stack s;
+    return s;
+}
+
+/// Raw bytes to the proxy; returns what came back before the proxy closed (or `wait` passed).
+std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds wait = 3s) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return "<connect failed>";
+    }
+    (void)!::write(fd, bytes.data(), bytes.size());
+    timeval tv{static_cast<time_t>(wait.count() / 1000), static_cast<suseconds_t>(wait.count() % 1000 * 1000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        auto n = ::read(fd, buf, sizeof buf);
+        if (n <= 0) {
+            if (n < 0) out += "<timeout>";
+            break;
+        }
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return out;
+}
+
+std::string be32(std::uint32_t v) {
+    return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+}  // namespace
+
+TEST_SUITE_BEGIN("postgres");
+
+TEST_CASE("query results through the proxy are identical to a direct connection") {
+    auto& s = shared();
+    const std::string sql =
+        "select g, md5(g::text), now() is not null, repeat('x', g % 7) from generate_series(1, 500) g order by g";
+    auto via = s.psql(sql, s.alice_token);
+    REQUIRE_MESSAGE(via.exit_code == 0, via.describe() << s.serve_log());
+    auto direct = s.direct(sql);
+    REQUIRE(direct.exit_code == 0);
+    CHECK(via.out == direct.out);
+    CHECK(via.out.size() > 10000);
+    // The connection reaches the configured database as the backend user, whatever the client's name.
+    CHECK(s.psql("select current_user || ' ' || current_database()", s.alice_token).out == "app_owner app\n");
+    // target/database picks another database the target allows.
+    CHECK(s.psql("select current_database()", s.alice_token, "alice", "appdb/postgres").out == "postgres\n");
+}
+
+TEST_CASE("a multi-statement transaction, COPY in and out") {
+    auto& s = shared();
+    auto r = s.psql("create table if not exists t_tx (id int primary key, v text); truncate t_tx;"
+                    "begin; insert into t_tx values (1, 'a'); insert into t_tx values (2, 'b'); commit;"
+                    "select count(*) from t_tx", s.alice_token);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+    CHECK(r.out == "2\n");
+    auto rollback = s.psql("begin; insert into t_tx values (3, 'c'); rollback; select count(*) from t_tx", s.alice_token);
+    CHECK(rollback.out == "2\n");
+
+    std::string rows;
+    for (int i = 100; i < 1100; ++i) rows += std::to_string(i) + "\tvalue " + std::to_string(i) + "\n";
+    auto in = run({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", s.conninfo(), "-c", "\\copy t_tx from stdin"},
+                  {.env = {.set = {{"PGPASSWORD", s.alice_token}}}, .stdin_data = rows, .timeout = 60s});
+    REQUIRE_MESSAGE(in.exit_code == 0, in.describe());
+    CHECK(s.direct("select count(*) from t_tx").out == "1002\n");
+    auto out = s.psql("\\copy (select * from t_tx where id >= 100 order by id) to stdout", s.alice_token);
+    REQUIRE(out.exit_code == 0);
+    CHECK(out.out == rows);
+}
+
+TEST_CASE("pgbench: initialise (COPY), simple, extended and prepared protocol") {
+    auto& s = shared();
+    auto env = EnvChanges{.set = {{"PGPASSWORD", s.alice_token}}};
+    auto init = run({"pgbench", "-i", "-s", "1", "-q", s.conninfo()}, {.env = env, .timeout = 120s});
+    REQUIRE_MESSAGE(init.exit_code == 0, init.describe());
+    for (std::string mode : {"simple", "extended", "prepared"}) {
+        auto b = run({"pgbench", "-S", "-M", mode, "-c", "2", "-t", "100", "-n", s.conninfo()}, {.env = env, .timeout = 120s});
+        CHECK_MESSAGE(b.exit_code == 0, mode << ": " << b.describe());
+        CHECK(b.out.find("number of transactions actually processed: 200/200") != std::string::npos);
+    }
+    auto tpcb = run({"pgbench", "-c", "2", "-t", "50", "-n", s.conninfo()}, {.env = env, .timeout = 120s});
+    CHECK_MESSAGE(tpcb.exit_code == 0, tpcb.describe());
+}
+
+TEST_CASE("psql's cancel (SIGINT during pg_sleep) reaches the backend through glassgate") {
+    auto& s = shared();
+    auto start = std::chrono::steady_clock::now();
+    auto r = run({"timeout", "-s", "INT", "2", "psql", "-X", s.conninfo(), "-c", "select pg_sleep(30)"},
+                 {.env = {.set = {{"PGPASSWORD", s.alice_token}}}, .timeout = 40s});
+    CHECK(std::chrono::steady_clock::now() - start < 15s);
+    CHECK_MESSAGE(r.err.find("canceling statement due to user request") != std::string::npos, r.describe());
+}
+
+TEST_CASE("a cancel request with a wrong key does nothing") {
+    auto& s = shared();
+    std::thread bogus([&] {
+        std::this_thread::sleep_for(700ms);
+        for (std::uint32_t pid = 1; pid < 20; ++pid) {
+            (void)raw_exchange(s.port, be32(16) + be32(80877102) + be32(pid) + be32(0xdeadbeef), 200ms);
+        }
+    });
+    auto r = s.psql("select pg_sleep(2); select 'survived'", s.alice_token);
+    bogus.join();
+    CHECK_MESSAGE(r.out == "\nsurvived\n", r.describe());
+}
+
+TEST_CASE("refusals: bad token, unknown target, identity not allowed, plaintext, replication") {
+    auto& s = shared();
+    auto bad = s.psql("select 1", "not-a-token");
+    CHECK(bad.exit_code != 0);
+    CHECK(bad.err.find("password authentication failed") != std::string::npos);
+    auto forged = s.alice_token;
+    forged[forged.size() - 3] = forged[forged.size() - 3] == 'A' ? 'B' : 'A';
+    CHECK(s.psql("select 1", forged).err.find("password authentication failed") != std::string::npos);
+    auto unknown = s.psql("select 1", s.alice_token, "alice", "nodb");
+    CHECK(unknown.err.find("no PostgreSQL target \"nodb\"") != std::string::npos);
+    auto bob = s.psql("select 1", s.idp.device_login_token("bob"), "bob");
+    CHECK(bob.err.find("\"bob\" is not allowed to use target \"appdb\"") != std::string::npos);
+    auto mismatch = s.psql("select 1", s.alice_token, "bob");
+    CHECK(mismatch.err.find("is for \"alice\", not \"bob\"") != std::string::npos);
+    auto plain = s.psql("select 1", s.alice_token, "alice", "appdb", "disable");
+    CHECK(plain.err.find("TLS required") != std::string::npos);
+    auto repl = run({"psql", "-X", s.conninfo() + " replication=database", "-c", "IDENTIFY_SYSTEM"},
+                    {.env = {.set = {{"PGPASSWORD", s.alice_token}}}, .timeout = 20s});
+    CHECK(repl.err.find("replication connections are not allowed") != std::string::npos);
+    auto db = s.psql("select 1", s.alice_token, "alice", "appdb/template1");
+    CHECK(db.err.find("does not allow database \"template1\"") != std::string::npos);
+    // Every refusal is audited.
+    auto audit = run({GG_BINARY, "audit", "--event", "auth.denied", "--config", s.config()});
+    REQUIRE(audit.exit_code == 0);
+    CHECK(std::count(audit.out.begin(), audit.out.end(), '\n') >= 7);
+    CHECK(audit.out.find("not in the target's allow list") != std::string::npos);
+}
+
+TEST_CASE("bad startup packets are refused without harming the proxy") {
+    auto& s = shared();
+    // 7-byte length, 10001-byte length, 2^31 length, missing terminator, protocol 2.0.
+    CHECK(raw_exchange(s.port, be32(7) + be32(196608)).find("invalid startup packet") != std::string::npos);
+    CHECK(raw_exchange(s.port, be32(10001) + be32(196608)).find("invalid startup packet") != std::string::npos);
+    CHECK(raw_exchange(s.port, be32(0x80000000u) + be32(196608)).find("invalid startup packet") != std::string::npos);
+    CHECK(raw_exchange(s.port, be32(17) + be32(196608) + std::string("user\0bob", 9)).find("invalid startup packet") != std::string::npos);
+    CHECK(raw_exchange(s.port, be32(8) + be32(0x00020000)).find("invalid startup packet") != std::string::npos);
+    // Garbage right behind an SSLRequest (possible injection before the handshake): closed, no 'S'.
+    CHECK(raw_exchange(s.port, be32(8) + be32(80877103) + "garbage").empty());
+    // A client that disconnects mid-message.
+    CHECK(raw_exchange(s.port, be32(80) + be32(196608) + "user", 300ms).find("<timeout>") != std::string::npos);
+    // The proxy still serves.
+    CHECK(s.psql("select 42", s.alice_token).out == "42\n");
+}
+
+TEST_CASE("the recording replays the statements and parameters in order, and verifies") {
+    auto& s = shared();
+    auto env = EnvChanges{.set = {{"PGPASSWORD", s.alice_token}}};
+    REQUIRE(s.psql("select 'first statement'; select 'second statement'", s.alice_token).exit_code == 0);
+    auto ids = s.session_ids();
+    REQUIRE(!ids.empty());
+    auto replay = run({GG_BINARY, "replay", ids.back(), "--config", s.config()});
+    REQUIRE_MESSAGE(replay.exit_code == 0, replay.describe());
+    auto first = replay.out.find("QUERY    select 'first statement'; select 'second statement'");
+    CHECK(first != std::string::npos);
+    CHECK(replay.out.find("row      ?column?='first statement'") != std::string::npos);
+    CHECK(replay.out.find("->       SELECT 1") != std::string::npos);
+    CHECK(replay.out.find("alice -> appdb (database app)") != std::string::npos);
+
+    // Extended protocol with parameters (pgbench -M prepared binds :aid as $1).
+    REQUIRE(run({"pgbench", "-S", "-M", "prepared", "-t", "3", "-n", s.conninfo()}, {.env = env, .timeout = 60s}).exit_code == 0);
+    ids = s.session_ids();
+    auto ext = run({GG_BINARY, "replay", ids.back(), "--config", s.config()});
+    CHECK(ext.out.find("PARSE    P0_0: SELECT abalance FROM pgbench_accounts WHERE aid = $1;") != std::string::npos);
+    CHECK(ext.out.find("BIND     P0_0  $1='") != std::string::npos);
+    auto verify = run({GG_BINARY, "verify", "--all", "--audit", "--config", s.config()});
+    CHECK_MESSAGE(verify.exit_code == 0, verify.out);
+}
+
+TEST_CASE("the time cap warns first, then ends the session with FATAL 57P01") {
+    Stack s("max_session = \"5s\"\nwarn_before = \"3s\"\n");
+    auto start = std::chrono::steady_clock::now();
+    auto r = s.psql("select pg_sleep(20)", s.alice_token);
+    auto took = std::chrono::steady_clock::now() - start;
+    CHECK(took < 12s);
+    CHECK(r.exit_code != 0);
+    auto warn = r.err.find("this session ends in 3s");
+    auto cut = r.err.find("session time limit reached");
+    CHECK_MESSAGE(warn != std::string::npos, r.describe());
+    CHECK(cut != std::string::npos);
+    CHECK(warn < cut);
+    auto ids = s.session_ids();
+    REQUIRE(ids.size() == 1);
+    auto show = run({GG_BINARY, "sessions", "show", ids[0], "--config", s.config()});
+    CHECK(show.out.find("time_cap") != std::string::npos);
+    auto replay = run({GG_BINARY, "replay", ids[0], "--config", s.config()});
+    CHECK(replay.out.find("time-cap warning sent") != std::string::npos);
+    CHECK(replay.out.find("time cap reached") != std::string::npos);
+}
+
+TEST_SUITE_END();
