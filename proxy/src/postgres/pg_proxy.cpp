@@ -791,13 +791,16 @@ asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& b
                               " (time limit of target \"" + target.name + "\")";
             ++next_warning;
             annotate("time-cap warning sent: " + text);
-            co_await send(pg::notice_response({pg::Severity::warning, "01000", text, {}, {}}));
+            // Named, not a braced temporary inside co_await (GCC 12 destroys those twice: PR 101367).
+            const auto notice = pg::notice_response({pg::Severity::warning, "01000", text, {}, {}});
+            co_await send(notice);
             continue;
         }
         if (deadline && now >= *deadline) {
             annotate("time cap reached: session ended");
-            co_await fatal("57P01", "session time limit reached",
-                           "target \"" + target.name + "\" allows sessions of at most " + config::format_duration(*target.max_session));
+            const std::string detail =
+                "target \"" + target.name + "\" allows sessions of at most " + config::format_duration(*target.max_session);
+            co_await fatal("57P01", "session time limit reached", detail);
             co_await backend_lock_.lock();
             auto x = pg::terminate();
             (void)co_await backend.write(asio::buffer(x));
@@ -807,8 +810,9 @@ asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& b
         }
         if (target.idle_timeout && now >= last_activity_ + *target.idle_timeout) {
             annotate("idle timeout: session ended");
-            co_await fatal("57P01", "session idle for too long",
-                           "target \"" + target.name + "\" closes sessions idle for " + config::format_duration(*target.idle_timeout));
+            const std::string detail =
+                "target \"" + target.name + "\" closes sessions idle for " + config::format_duration(*target.idle_timeout);
+            co_await fatal("57P01", "session idle for too long", detail);
             end(CloseReason::idle_timeout, "idle for " + config::format_duration(*target.idle_timeout));
             co_return;
         }
