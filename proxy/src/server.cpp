@@ -1,5 +1,6 @@
 #include "glassgate/proxy/server.hpp"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,10 +77,13 @@ struct Server::Impl {
     std::unique_ptr<StateStore> store;
     std::unique_ptr<RecordingService> recordings;
     asio::io_context io;
-    asio::signal_set signals{io, SIGINT, SIGTERM};
+    /// Listeners, signals and shutdown run on this strand; each connection gets a strand of its own,
+    /// so the io_context can run on several threads.
+    asio::strand<asio::io_context::executor_type> control{asio::make_strand(io)};
+    asio::signal_set signals{control, SIGINT, SIGTERM};
     std::optional<tcp::acceptor> pg_acceptor;
     std::optional<tcp::acceptor> ssh_acceptor;
-    local_stream::acceptor admin{io};
+    local_stream::acceptor admin{control};
     std::optional<tcp::acceptor> http_acceptor;
     Metrics metrics;
     std::shared_ptr<identity::IdentityProvider> idp;
@@ -89,6 +93,12 @@ struct Server::Impl {
     bool stopping = false;
 
     explicit Impl(const config::Config& c) : cfg(c), state(c.server.state_dir) {
+        // Each session holds two sockets and a recording file: use the whole hard limit.
+        rlimit rl{};
+        if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            ::setrlimit(RLIMIT_NOFILE, &rl);
+        }
         try {
             store = open_sqlite_store(state.store_file(), state.audit_key());
         } catch (const StoreError& e) {
@@ -97,22 +107,22 @@ struct Server::Impl {
         refuse_if_running();  // before the listeners: "port in use" would hide the real cause
         if (cfg.listen.postgres && cfg.tls) check_tls_files(*cfg.tls);
         if (cfg.listen.postgres) {
-            pg_acceptor.emplace(io);
+            pg_acceptor.emplace(control);
             bind_acceptor(*pg_acceptor, *cfg.listen.postgres, "postgres listener");
         }
         if (cfg.listen.ssh) {
-            ssh_acceptor.emplace(io);
+            ssh_acceptor.emplace(control);
             bind_acceptor(*ssh_acceptor, *cfg.listen.ssh, "ssh listener");
         }
         if (cfg.admin.listen) {
-            http_acceptor.emplace(io);
+            http_acceptor.emplace(control);
             bind_acceptor(*http_acceptor, *cfg.admin.listen, "admin HTTP listener");
         }
         open_admin_socket();
         metrics.declare("glassgate_sessions_active", Metrics::Type::gauge, "Sessions currently open.");
         metrics.set("glassgate_sessions_active", {}, 0);
         identity::declare_metrics(metrics);
-        if (cfg.idp) idp = std::make_shared<identity::IdentityProvider>(io.get_executor(), *cfg.idp, *store, metrics);
+        if (cfg.idp) idp = std::make_shared<identity::IdentityProvider>(asio::make_strand(io), *cfg.idp, *store, metrics);
         recordings = std::make_unique<RecordingService>(state.recordings_dir(), state.recording_key(),
                                                         RecordingService::Options{.buffer_bytes = cfg.server.recording_buffer_bytes});
         close_orphaned_sessions();
@@ -203,7 +213,7 @@ struct Server::Impl {
             auto [ec, sock] = co_await admin.async_accept(asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || stopping) co_return;
             if (ec) continue;
-            asio::co_spawn(io, admin_client(std::move(sock)), asio::detached);
+            asio::co_spawn(asio::make_strand(io), admin_client(std::move(sock)), asio::detached);
         }
     }
 
@@ -280,7 +290,7 @@ struct Server::Impl {
             auto [ec, sock] = co_await http_acceptor->async_accept(asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || stopping) co_return;
             if (ec) continue;
-            asio::co_spawn(io, http_client(std::move(sock)), asio::detached);
+            asio::co_spawn(asio::make_strand(io), http_client(std::move(sock)), asio::detached);
         }
     }
 
@@ -337,8 +347,8 @@ struct Server::Impl {
         if (pg) {
             pg->stopping = true;
             // Sessions get shutdown_grace to finish on their own, then are ended with a FATAL message.
-            asio::co_spawn(io, [this]() -> asio::awaitable<void> {
-                asio::steady_timer t(io);
+            asio::co_spawn(control, [this]() -> asio::awaitable<void> {
+                asio::steady_timer t(control);
                 const auto until = std::chrono::steady_clock::now() + cfg.server.shutdown_grace;
                 while (active_sessions.load() > 0 && std::chrono::steady_clock::now() < until) {
                     t.expires_after(std::chrono::milliseconds(100));
@@ -370,16 +380,16 @@ int Server::run() {
     });
     std::string listening;
     if (d.pg_acceptor) {
-        asio::co_spawn(d.io, d.accept_loop(*d.pg_acceptor, "postgres"), asio::detached);
+        asio::co_spawn(d.control, d.accept_loop(*d.pg_acceptor, "postgres"), asio::detached);
         listening += " postgres " + d.cfg.listen.postgres->to_string();
     }
     if (d.ssh_acceptor) {
-        asio::co_spawn(d.io, d.accept_loop(*d.ssh_acceptor, "ssh"), asio::detached);
+        asio::co_spawn(d.control, d.accept_loop(*d.ssh_acceptor, "ssh"), asio::detached);
         listening += " ssh " + d.cfg.listen.ssh->to_string();
     }
-    asio::co_spawn(d.io, d.admin_loop(), asio::detached);
+    asio::co_spawn(d.control, d.admin_loop(), asio::detached);
     if (d.http_acceptor) {
-        asio::co_spawn(d.io, d.http_loop(), asio::detached);
+        asio::co_spawn(d.control, d.http_loop(), asio::detached);
         listening += " admin-http " + d.cfg.admin.listen->to_string();
     }
     if (d.idp) d.idp->start();
@@ -389,7 +399,13 @@ int Server::run() {
                            .source = {}, .outcome = "ok", .reason = {}, .details = details});
     spdlog::info("glassgate {} serving:{} admin {} (state {})", GG_VERSION, listening, d.cfg.server.admin_socket.string(),
                  d.state.root().string());
+    // Sessions are strands of their own: use the cores (2 threads minimum so a slow handler never
+    // stalls every session, at most 8).
+    const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 2u, 8u);
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&d] { d.io.run(); });
     d.io.run();
+    for (auto& t : pool) t.join();
     d.recordings.reset();  // flushes and seals what is left
     d.store->append_audit({.time = now(), .type = "proxy.stop", .session_id = {}, .identity = {}, .target = {},
                            .source = {}, .outcome = "ok", .reason = {}, .details = {}});
@@ -398,7 +414,7 @@ int Server::run() {
 }
 
 void Server::stop() {
-    asio::post(impl_->io, [this] { impl_->shutdown(); });
+    asio::post(impl_->control, [this] { impl_->shutdown(); });
 }
 
 namespace cli {

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -281,6 +282,79 @@ TEST_CASE("the time cap warns first, then ends the session with FATAL 57P01") {
     auto replay = run({GG_BINARY, "replay", ids[0], "--config", s.config()});
     CHECK(replay.out.find("time-cap warning sent") != std::string::npos);
     CHECK(replay.out.find("time cap reached") != std::string::npos);
+}
+
+TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("postgres");
+
+TEST_CASE("password sso: psql shows the device-code URL, the approval opens the session") {
+    auto& s = shared();
+    auto log = s.dir / "sso-psql.log";
+    auto out = s.dir / "sso-psql.out";
+    const std::string cmd = "exec psql -X -A -t '" + s.conninfo() + "' -c 'select current_user' >" + out.string() + " 2>" + log.string();
+    auto p = Process::start({.argv = {"sh", "-c", cmd}, .env = {.set = {{"PGPASSWORD", "SSO"}}}}, s.dir / "sso-sh.log");
+    std::string uri;
+    REQUIRE_MESSAGE(wait_until([&] {
+        if (!std::filesystem::exists(log)) return false;
+        auto text = read_file(log);
+        auto at = text.find("To sign in, open ");
+        if (at == std::string::npos) return false;
+        at += 17;
+        uri = text.substr(at, text.find(' ', at) - at);
+        return true;
+    }, 20s), s.serve_log());
+    CHECK(read_file(log).find("WARNING:") != std::string::npos);
+    auto approved = s.idp.approve(uri, "alice");
+    REQUIRE_MESSAGE(approved.exit_code == 0, approved.describe());
+    auto code = p.wait_for(30s);
+    REQUIRE(code.has_value());
+    CHECK_MESSAGE(*code == 0, read_file(log));
+    CHECK(read_file(out) == "app_owner\n");
+}
+
+TEST_CASE("a client that sends nothing is cut off at the pre-authentication deadline") {
+    auto& s = shared();
+    auto start = std::chrono::steady_clock::now();
+    auto got = raw_exchange(s.port, "", 20s);
+    auto took = std::chrono::steady_clock::now() - start;
+    CHECK(got.empty());  // closed without a word, not timed out on our side
+    CHECK(took >= 9s);
+    CHECK(took < 15s);
+}
+
+TEST_CASE("1000 idle pre-auth connections at once: memory stays bounded, others are served") {
+    auto& s = shared();
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    auto rss_kb = [&] {
+        std::ifstream st("/proc/" + std::to_string(s.serve.pid()) + "/status");
+        for (std::string line; std::getline(st, line);) {
+            if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+        }
+        return 0L;
+    };
+    const long before = rss_kb();
+    std::vector<int> fds;
+    for (int i = 0; i < 1000; ++i) {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(s.port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        const std::string partial = be32(64) + be32(196608) + "user";  // a startup packet that never ends
+        (void)!::write(fd, partial.data(), partial.size());
+        fds.push_back(fd);
+    }
+    std::this_thread::sleep_for(1s);
+    const long during = rss_kb();
+    MESSAGE("serve RSS before " << before << " kB, with 1000 pending connections " << during << " kB");
+    CHECK(during - before < 100 * 1024);  // < 100 KiB per pending connection (TLS-ready stream included)
+    CHECK(s.psql("select 'still serving'", s.alice_token).out == "still serving\n");
+    for (int fd : fds) ::close(fd);
 }
 
 TEST_SUITE_END();

@@ -184,12 +184,12 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
             } else if (a->code == 11) {
                 if (!scram) co_return fail("SASL continue without SASL", "the database server answered unexpectedly");
                 auto cf = scram->on_server_first(as_chars(a->data));
-                if (!cf) co_return fail("SCRAM: " + cf.error().reason, "the database server's authentication failed");
+                if (!cf) co_return fail(cf.error().reason, "the database server's authentication failed");
                 reply = pg::sasl_response(*cf);
             } else if (a->code == 12) {
                 if (!scram) co_return fail("SASL final without SASL", "the database server answered unexpectedly");
                 auto fin = scram->on_server_final(as_chars(a->data));
-                if (!fin) co_return fail("SCRAM server signature: " + fin.error().reason, "the database server could not prove its identity");
+                if (!fin) co_return fail(fin.error().reason, "the database server could not prove its identity");
                 continue;
             } else {
                 co_return fail("unsupported authentication method " + std::to_string(a->code), "the database server's authentication is not supported");

@@ -155,9 +155,10 @@ private:
 
     // --- client I/O before the relay -------------------------------------------------------
     asio::awaitable<bool> fill(std::size_t at_least) {
-        if (buf_.size() < at_least) buf_.resize(std::max<std::size_t>(at_least, 16384));
+        // Small until the client proves it speaks the protocol: many idle pre-auth connections stay cheap.
+        if (buf_.size() < at_least) buf_.resize(std::max<std::size_t>(at_least, 1024));
         while (len_ < at_least) {
-            if (buf_.size() <= len_) buf_.resize(len_ + 16384);
+            if (buf_.size() <= len_) buf_.resize(len_ + 4096);
             auto [ec, n] = co_await client_.read_some(asio::buffer(buf_.data() + len_, buf_.size() - len_));
             if (ec) co_return false;
             len_ += n;
