@@ -131,7 +131,7 @@ struct Server::Impl {
             std::shared_ptr<asio::ssl::context> tls;
             if (cfg.tls) tls = postgres::make_client_tls(*cfg.tls);
             pg = std::shared_ptr<postgres::Services>(new postgres::Services{
-                cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, std::chrono::seconds(10), {}});
+                cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, std::chrono::seconds(10)});
         }
     }
 
@@ -399,9 +399,13 @@ int Server::run() {
                            .source = {}, .outcome = "ok", .reason = {}, .details = details});
     spdlog::info("glassgate {} serving:{} admin {} (state {})", GG_VERSION, listening, d.cfg.server.admin_socket.string(),
                  d.state.root().string());
-    // Sessions are strands of their own: use the cores (2 threads minimum so a slow handler never
-    // stalls every session, at most 8).
-    const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 2u, 8u);
+    // Sessions are strands of their own, so the io_context may run on several threads; this version
+    // runs one (GLASSGATE_IO_THREADS overrides it) until a use-after-free seen under several threads
+    // in the PostgreSQL path is found. Blocking work (sealing) runs on a separate pool either way.
+    unsigned threads = 1;
+    if (const char* t = std::getenv("GLASSGATE_IO_THREADS"); t && *t) {
+        threads = std::clamp(static_cast<unsigned>(std::strtoul(t, nullptr, 10)), 1u, 16u);
+    }
     std::vector<std::thread> pool;
     for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&d] { d.io.run(); });
     d.io.run();

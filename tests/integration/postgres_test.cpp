@@ -78,6 +78,20 @@ struct Stack {
         return ids;
     }
     [[nodiscard]] std::string serve_log() const { return read_file(dir / "serve.log"); }
+    /// The newest session's id once it is closed and its recording sealed (the proxy seals after the
+    /// client has gone, so a test that just ran psql waits a moment).
+    [[nodiscard]] std::string newest_sealed_session() const {
+        std::string id;
+        REQUIRE(wait_until([&] {
+            auto ids = session_ids();
+            if (ids.empty()) return false;
+            id = ids.back();
+            auto show = run({GG_BINARY, "sessions", "show", id, "--config", config()});
+            return show.out.find("state           closed") != std::string::npos &&
+                   show.out.find("sealed          -") == std::string::npos;
+        }, 10s));
+        return id;
+    }
 };
 
 Stack& shared() {
@@ -242,9 +256,7 @@ TEST_CASE("the recording replays the statements and parameters in order, and ver
     auto& s = shared();
     auto env = EnvChanges{.set = {{"PGPASSWORD", s.alice_token}}};
     REQUIRE(s.psql("select 'first statement'; select 'second statement'", s.alice_token).exit_code == 0);
-    auto ids = s.session_ids();
-    REQUIRE(!ids.empty());
-    auto replay = run({GG_BINARY, "replay", ids.back(), "--config", s.config()});
+    auto replay = run({GG_BINARY, "replay", s.newest_sealed_session(), "--config", s.config()});
     REQUIRE_MESSAGE(replay.exit_code == 0, replay.describe());
     auto first = replay.out.find("QUERY    select 'first statement'; select 'second statement'");
     CHECK(first != std::string::npos);
@@ -255,8 +267,7 @@ TEST_CASE("the recording replays the statements and parameters in order, and ver
     // Extended protocol with parameters (pgbench -M prepared binds :aid as $1).
     REQUIRE(run({"pgbench", "-i", "-s", "1", "-q", s.conninfo()}, {.env = env, .timeout = 120s}).exit_code == 0);
     REQUIRE(run({"pgbench", "-S", "-M", "prepared", "-t", "3", "-n", s.conninfo()}, {.env = env, .timeout = 60s}).exit_code == 0);
-    ids = s.session_ids();
-    auto ext = run({GG_BINARY, "replay", ids.back(), "--config", s.config()});
+    auto ext = run({GG_BINARY, "replay", s.newest_sealed_session(), "--config", s.config()});
     CHECK(ext.out.find("PARSE    P_0: SELECT abalance FROM pgbench_accounts WHERE aid = $1;") != std::string::npos);
     CHECK(ext.out.find("BIND     P_0  $1='") != std::string::npos);
     auto verify = run({GG_BINARY, "verify", "--all", "--audit", "--config", s.config()});
@@ -275,11 +286,11 @@ TEST_CASE("the time cap warns first, then ends the session with FATAL 57P01") {
     CHECK_MESSAGE(warn != std::string::npos, r.describe());
     CHECK(cut != std::string::npos);
     CHECK(warn < cut);
-    auto ids = s.session_ids();
-    REQUIRE(ids.size() == 1);
-    auto show = run({GG_BINARY, "sessions", "show", ids[0], "--config", s.config()});
+    const auto id = s.newest_sealed_session();
+    REQUIRE(s.session_ids().size() == 1);
+    auto show = run({GG_BINARY, "sessions", "show", id, "--config", s.config()});
     CHECK(show.out.find("time_cap") != std::string::npos);
-    auto replay = run({GG_BINARY, "replay", ids[0], "--config", s.config()});
+    auto replay = run({GG_BINARY, "replay", id, "--config", s.config()});
     CHECK(replay.out.find("time-cap warning sent") != std::string::npos);
     CHECK(replay.out.find("time cap reached") != std::string::npos);
 }

@@ -2,6 +2,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/this_coro.hpp>
 
@@ -609,8 +611,23 @@ asio::awaitable<void> ClientSession::run() {
     }
     // Close: seal the recording, index, audit.
     session_->add_bytes(c2s_, s2c_);
-    auto seal = rec_->close(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0_).count()));
+    // Sealing waits for the writer thread (flush + fdatasync): never block an io thread on it.
+    const auto t_end = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0_).count());
+    auto sealed = std::make_shared<std::atomic<bool>>(false);
+    auto seal_result = std::make_shared<RecordingHandle::SealInfo>();
+    asio::post(*svc_->blocking, [rec = rec_, t_end, sealed, seal_result] {
+        *seal_result = rec->close(t_end);
+        sealed->store(true);
+    });
+    {
+        asio::steady_timer poll(ex_);
+        while (!sealed->load()) {
+            poll.expires_after(std::chrono::milliseconds(5));
+            (void)co_await poll.async_wait(use_tuple);
+        }
+    }
+    const auto seal = *seal_result;
     if (seal.ok) {
         session_->set_seal(seal.events, seal.chain_hash_hex);
     } else {

@@ -19,6 +19,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "glassgate/config/config.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
@@ -66,6 +67,8 @@ struct Services {
     std::atomic<std::uint64_t>& active_sessions;
     CancelRegistry cancels;
     std::chrono::milliseconds pre_auth_timeout{10'000};
+    /// Threads for blocking work (sealing recordings) so io threads never wait on the disk.
+    std::shared_ptr<boost::asio::thread_pool> blocking = std::make_shared<boost::asio::thread_pool>(2);
     std::atomic<bool> stopping{false};
 
     /// Open sessions, so shutdown can end them (each closer posts to its session's strand).
