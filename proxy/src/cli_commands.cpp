@@ -81,6 +81,20 @@ std::optional<session::TimePoint> parse_since(std::string_view s) {
     return session::TimePoint(std::chrono::seconds(t));
 }
 
+/// Calls `f` for every audit line in order, paging through the store; stops early when `f` returns false.
+template <typename F>
+void for_each_audit_line(StateStore& store, F&& f) {
+    constexpr std::size_t page = 1000;
+    for (std::uint64_t from = 1;;) {
+        auto lines = store.audit_lines(from, page);
+        for (const auto& l : lines) {
+            if (!f(l)) return;
+        }
+        if (lines.size() < page) return;
+        from += lines.size();
+    }
+}
+
 std::string read_all(std::istream& in) { return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}; }
 
 std::string session_line(const SessionRecord& r) {
@@ -313,27 +327,22 @@ int cmd_audit(const Args& args, Io& io) {
     auto st = open_state(cfg);
     const auto session_id = args.get("session");
     const auto event = args.get("event");
-    std::uint64_t from = 1;
-    for (;;) {
-        auto lines = st.store->audit_lines(from, 1000);
-        for (const auto& l : lines) {
-            if (session_id || event) {
-                boost::system::error_code ec;
-                auto v = boost::json::parse(l, ec);
-                if (ec || !v.is_object()) continue;
-                const auto& o = v.as_object();
-                auto field = [&](const char* k) {
-                    auto* x = o.if_contains(k);
-                    return x && x->is_string() ? std::string(x->as_string()) : std::string();
-                };
-                if (session_id && field("session") != *session_id) continue;
-                if (event && field("event") != *event) continue;
-            }
-            io.out << l << "\n";
+    for_each_audit_line(*st.store, [&](const std::string& l) {
+        if (session_id || event) {
+            boost::system::error_code ec;
+            auto v = boost::json::parse(l, ec);
+            if (ec || !v.is_object()) return true;
+            const auto& o = v.as_object();
+            auto field = [&](const char* k) {
+                auto* x = o.if_contains(k);
+                return x && x->is_string() ? std::string(x->as_string()) : std::string();
+            };
+            if (session_id && field("session") != *session_id) return true;
+            if (event && field("event") != *event) return true;
         }
-        if (lines.size() < 1000) break;
-        from += lines.size();
-    }
+        io.out << l << "\n";
+        return true;
+    });
     return exit_ok;
 }
 
@@ -390,13 +399,7 @@ int cmd_verify(const Args& args, Io& io) {
     }
     if (audit) {
         session::AuditVerifier verifier(st.dir->audit_key());
-        std::uint64_t from = 1;
-        for (;;) {
-            auto lines = st.store->audit_lines(from, 1000);
-            for (const auto& l : lines) verifier.feed(l);
-            if (lines.size() < 1000 || !verifier.ok()) break;
-            from += lines.size();
-        }
+        for_each_audit_line(*st.store, [&](const std::string& l) { return verifier.feed(l); });
         broken = broken || !verifier.ok();
         std::string msg = verifier.ok() ? std::to_string(verifier.entries()) + " entries, chain intact" : verifier.problem();
         if (args.has("json")) {

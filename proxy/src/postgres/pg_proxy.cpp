@@ -658,12 +658,10 @@ asio::awaitable<void> ClientSession::relay(BackendSession& backend, const config
             end(CloseReason::protocol_error, "client sent data before the session was ready");
             co_return;
         }
+        std::size_t offset = 0;
         for (const auto& m : split->messages) {
-            Bytes whole;
-            ByteWriter w(whole);
-            w.u8(static_cast<std::uint8_t>(m.type));
-            w.u32(static_cast<std::uint32_t>(m.body.size() + 4));
-            w.bytes(m.body);
+            const auto whole = ByteView(early).subspan(offset, m.size());
+            offset += m.size();
             if (!record(session::EventKind::pg_frontend, session::Direction::client_to_server, whole)) co_return;
         }
         (void)co_await backend.conn->write(asio::buffer(early));
