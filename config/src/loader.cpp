@@ -40,7 +40,8 @@ using detail::ZeroDuration;
 using namespace std::chrono_literals;
 
 // The schema: every key the loader accepts, per table. Anything else is an error.
-constexpr std::string_view root_keys[] = {"server", "listen", "tls", "idp", "admin", "log", "target", "fallback"};
+constexpr std::string_view root_keys[] = {"server", "listen", "tls", "idp", "admin", "ssh", "log", "target", "fallback"};
+constexpr std::string_view ssh_keys[] = {"host_key", "login_grace", "sso_cache", "env_allow", "max_auth_failures"};
 constexpr std::string_view server_keys[] = {"state_dir", "admin_socket", "shutdown_grace", "recording_buffer_bytes"};
 constexpr std::string_view listen_keys[] = {"postgres", "ssh", "allow_plaintext"};
 constexpr std::string_view tls_keys[] = {"cert_file", "key_file"};
@@ -51,7 +52,8 @@ constexpr std::string_view admin_keys[] = {"listen"};
 constexpr std::string_view log_keys[] = {"level", "format"};
 constexpr std::string_view target_keys[] = {"name",        "protocol",    "address",      "backend_user", "allow",
                                             "max_session", "warn_before", "idle_timeout", "database",     "databases",
-                                            "tls",         "ca_file",     "record_rows",  "host_key"};
+                                            "tls",         "ca_file",     "record_rows",  "host_key",     "allow_port_forwarding",
+                                            "record_sftp_contents"};
 constexpr std::string_view postgres_only_keys[] = {"database", "databases", "tls", "ca_file", "record_rows"};
 constexpr std::string_view fallback_keys[] = {"name",        "trigger",        "accounts",        "targets", "max_session",
                                               "warn_before", "require_reason", "rotate_on_close", "notify"};
@@ -245,6 +247,9 @@ public:
             TableReader admin(diag_, *t, "admin", admin_keys);
             config_.admin.listen = admin.read_address("listen");
         }
+        if (const auto* t = root.read_table("ssh")) {
+            read_ssh(*t);
+        }
         if (const auto* t = root.read_table("log")) {
             TableReader log(diag_, *t, "log", log_keys);
             if (auto v = log.read_choice("level", log_levels)) {
@@ -288,6 +293,17 @@ private:
             t.missing(key);
         }
         return value;
+    }
+
+    void read_ssh(const toml::table& table) {
+        TableReader t(diag_, table, "ssh", ssh_keys);
+        config_.ssh.host_key = t.read_path("host_key", base_);
+        assign(config_.ssh.login_grace, t.read_duration("login_grace", ZeroDuration::rejected));
+        config_.ssh.sso_cache = t.read_duration("sso_cache", ZeroDuration::rejected);
+        assign(config_.ssh.env_allow, t.read_strings("env_allow"));
+        if (auto v = t.read_integer("max_auth_failures", 1, 1000)) {
+            config_.ssh.max_auth_failures = static_cast<int>(*v);
+        }
     }
 
     void read_server(const toml::table& table) {
@@ -398,8 +414,11 @@ private:
             }
         }
         if (protocol == Protocol::postgres) {
-            if (t.has("host_key")) {
-                t.error("host_key", "key 'host_key' is not allowed for postgres targets (ssh only)");
+            for (const auto key : {std::string_view("host_key"), std::string_view("allow_port_forwarding"),
+                                   std::string_view("record_sftp_contents")}) {
+                if (t.has(key)) {
+                    t.error(key, "key " + in_quotes(key) + " is not allowed for postgres targets (ssh only)");
+                }
             }
         } else {
             auto key = protocol == Protocol::ssh ? required(t, "host_key", [&] { return t.read_string("host_key"); })
@@ -410,6 +429,8 @@ private:
                 }
                 target.host_key = std::move(*key);
             }
+            assign(target.allow_port_forwarding, t.read_bool("allow_port_forwarding"));
+            assign(target.record_sftp_contents, t.read_bool("record_sftp_contents"));
         }
         return target;
     }

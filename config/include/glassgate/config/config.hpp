@@ -57,6 +57,16 @@ struct IdpConfig {
     std::optional<std::filesystem::path> ca_file;  ///< extra CA bundle for the IdP's TLS certificate
 };
 
+/// The SSH listener's own settings (the listener address is [listen] ssh).
+struct SshConfig {
+    std::optional<std::filesystem::path> host_key;  ///< [restart] Ed25519 host key; absent: <state_dir>/ssh_host_ed25519_key,
+                                                    ///< generated (0600) on first start
+    Duration login_grace = std::chrono::seconds(30); ///< time to start signing in after connecting
+    std::optional<Duration> sso_cache;               ///< re-admit identity + client key without a new approval; absent: off
+    std::vector<std::string> env_allow = {"LANG", "LC_*"};  ///< client `env` requests forwarded (globs); others refused
+    int max_auth_failures = 5;                       ///< failed sign-ins per source address before backoff
+};
+
 struct AdminConfig {
     std::optional<SocketAddress> listen;  ///< [restart] HTTP listener for /metrics and /healthz; absent: off
 };
@@ -83,6 +93,8 @@ struct Target {
     int record_rows = 100;                   ///< rows recorded per statement: 0 none, -1 all
     // SSH targets
     std::string host_key;                    ///< pinned backend host key, "ssh-ed25519 AAAA..." (required for ssh)
+    bool allow_port_forwarding = false;      ///< client `direct-tcpip` channels (ssh -L) relayed through the backend
+    bool record_sftp_contents = false;       ///< record SFTP file contents, not just operations, sizes and hashes
 };
 
 enum class FallbackTrigger { idp_unreachable, declared };
@@ -111,6 +123,7 @@ struct Config {
     std::optional<TlsConfig> tls;
     std::optional<IdpConfig> idp;
     AdminConfig admin;
+    SshConfig ssh;
     LogConfig log;
     std::vector<Target> targets;
     std::vector<FallbackRule> fallbacks;

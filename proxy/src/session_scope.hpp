@@ -1,0 +1,99 @@
+#pragma once
+// Private to proxy/: the part of a proxied session that is the same for every protocol — the
+// sessions index row, the recording (opened before the backend is contacted: fail closed), audit
+// events, the active-sessions gauge, and the close (recording sealed on the blocking pool, never on
+// an io thread; index, audit session.end, metrics).
+//
+// Owned by one connection strand; not thread-safe.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/json/object.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "glassgate/proxy/logging.hpp"
+#include "glassgate/proxy/metrics.hpp"
+#include "glassgate/proxy/recording_writer.hpp"
+#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/session/recording.hpp"
+#include "glassgate/session/session.hpp"
+
+namespace gg::proxy {
+
+struct SessionDeps {
+    StateStore& store;
+    RecordingService& recordings;
+    Metrics& metrics;
+    std::atomic<std::uint64_t>& active_sessions;
+    boost::asio::thread_pool& blocking;
+};
+
+class SessionScope {
+public:
+    SessionScope(SessionDeps deps, session::Protocol protocol, std::string peer)
+        : deps_(deps), protocol_(protocol), peer_(std::move(peer)) {}
+
+    struct Open {
+        std::string identity;
+        session::AuthMethod method = session::AuthMethod::sso;
+        std::string auth_detail;                          ///< "token", "device", "sso-cache", ...
+        std::string target;
+        std::optional<std::chrono::microseconds> cap;     ///< session time cap
+        std::string reason;                               ///< break-glass reason
+        boost::json::object extra;                        ///< recording header extras
+    };
+    /// Creates the session, its index row and its recording, and audits session.start. Returns
+    /// false when the recording cannot be opened: the session is then failed, saved and audited,
+    /// and must be refused.
+    bool open(const Open& o);
+
+    /// Appends one recording event; false when recording failed (the caller must end the session
+    /// without forwarding what it could not record).
+    bool record(session::EventKind kind, session::Direction dir, ByteView payload);
+    bool annotate(std::string_view text) {
+        return record(session::EventKind::annotation, session::Direction::none, as_bytes(text));
+    }
+    /// Recording bytes not yet taken by the writer thread.
+    [[nodiscard]] std::size_t buffered() const { return rec_ ? rec_->buffered_bytes() : 0; }
+    [[nodiscard]] std::string recording_failure() const { return rec_ ? rec_->failure() : std::string(); }
+
+    /// Backend ready: the session becomes active.
+    void activate();
+    /// An audit event about this session (identity/target/source filled in).
+    void audit(std::string type, std::string outcome, std::string reason, boost::json::object details = {});
+    /// Ends the session: seals the recording off the io thread, saves the index, audits session.end
+    /// and counts glassgate_sessions_total. Idempotent.
+    boost::asio::awaitable<void> close(session::CloseReason why, std::string detail, std::uint64_t bytes_in,
+                                       std::uint64_t bytes_out);
+
+    [[nodiscard]] bool opened() const noexcept { return session_.has_value(); }
+    [[nodiscard]] const std::string& id() const { return session_->id(); }
+    [[nodiscard]] spdlog::logger& log() const { return *log_; }
+    /// Microseconds since open (the recording's time base).
+    [[nodiscard]] std::uint64_t t_us() const;
+    [[nodiscard]] std::chrono::steady_clock::time_point started() const noexcept { return t0_; }
+
+private:
+    void save();
+
+    SessionDeps deps_;
+    session::Protocol protocol_;
+    std::string peer_;
+    std::string identity_;
+    std::string target_;
+    std::string method_label_;
+    std::optional<session::Session> session_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::shared_ptr<RecordingHandle> rec_;
+    std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+    bool counted_ = false;
+    bool closed_ = false;
+};
+
+}  // namespace gg::proxy
