@@ -78,17 +78,44 @@ const std::vector<Command>& commands() {
          "index (detects truncation). --audit also verifies the audit log chain. Exit 1 if anything is broken.",
          {opt_config, {"all", "", "verify every session"}, {"audit", "", "verify the audit log chain too"}, opt_json},
          0, 1, cmd_verify},
+        {"breakglass stage", "ACCOUNT", "stage an emergency account: print a new single-use passphrase",
+         "Generates a 160-bit passphrase, prints it once alone on standard output (explanations go to standard\n"
+         "error, so PASS=$(glassgate breakglass stage ...) works) and stores only its Argon2id hash, state\n"
+         "`staged`. Re-staging revokes the previous passphrase. With --shares N --threshold K the passphrase is\n"
+         "not printed: N custodian shares are, one per line, and any K of them recover it (breakglass combine).",
+         {opt_config, {"shares", "N", "split into N Shamir shares (2..255)"},
+          {"threshold", "K", "shares needed to recover the passphrase (2..N)"}},
+         1, 1, cmd_breakglass_stage},
+        {"breakglass combine", "", "recover a passphrase from custodian shares (read from standard input)",
+         "Reads one share per line (K of them) and prints the passphrase alone on standard output. Needs no\n"
+         "configuration and no state: custodians can run it on an offline machine.",
+         {{"from-file", "FILE", "read the shares from FILE instead of standard input"}}, 0, 0, cmd_breakglass_combine},
+        {"breakglass list", "", "list emergency accounts and their state",
+         "One line per account: NAME STATE (staged, in-use, used, revoked), staged-at and by whom, last use and\n"
+         "the sessions that used it. Never shows passphrases or hashes.",
+         {opt_config, opt_json}, 0, 0, cmd_breakglass_list},
+        {"breakglass revoke", "ACCOUNT", "revoke a staged emergency passphrase", "", {opt_config}, 1, 1,
+         cmd_breakglass_revoke},
+        {"emergency declare", "", "declare an emergency: arms [[fallback]] rules with trigger = \"declared\"",
+         "The declaration is stored in the state directory, so a running serve sees it at once. It ends with\n"
+         "`glassgate emergency end` or when --for has passed.",
+         {opt_config, {"reason", "TEXT", "why (written to the audit log and the alerts); required"},
+          {"for", "DURATION", "end the declaration automatically after DURATION (e.g. 2h)"}},
+         0, 0, cmd_emergency_declare},
+        {"emergency end", "", "end the emergency declaration", "", {opt_config}, 0, 0, cmd_emergency_end},
+        {"emergency status", "", "show the emergency declaration and pending credential rotations", "",
+         {opt_config, opt_json}, 0, 0, cmd_emergency_status},
     };
     return table;
 }
 
 // Commands that later versions add; named here so users get a clear answer, not "unknown command".
 const std::vector<std::string>& planned() {
-    static const std::vector<std::string> names = {"breakglass", "emergency", "export", "target"};
+    static const std::vector<std::string> names = {"export", "target"};
     return names;
 }
 
-const std::vector<std::string> groups = {"config", "secret", "sessions"};
+const std::vector<std::string> groups = {"config", "secret", "sessions", "breakglass", "emergency"};
 
 void print_usage(std::ostream& os) {
     os << "usage: glassgate <command> [options]\n\ncommands:\n";

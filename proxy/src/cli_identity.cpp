@@ -189,6 +189,23 @@ int cmd_status(const Args& args, Io& io) {
     } else {
         io.out << "idp         not configured\n";
     }
+    if (auto* d = o.if_contains("declaration"); d && d->is_object()) {
+        const auto& dd = d->as_object();
+        io.out << "declared    by " << str(dd.if_contains("declared_by")) << " at " << str(dd.if_contains("declared_at")) << ": "
+               << str(dd.if_contains("reason"));
+        if (dd.contains("until")) io.out << " (until " << str(dd.if_contains("until")) << ")";
+        io.out << "\n";
+    }
+    if (auto* r = o.if_contains("rotation_pending"); r && r->is_array()) {
+        for (const auto& j : r->as_array()) {
+            if (!j.is_object()) continue;
+            const auto& jo = j.as_object();
+            io.out << "rotation    " << str(jo.if_contains("target")) << " rotation-pending since " << str(jo.if_contains("queued_at"))
+                   << ", " << str(jo.if_contains("attempts")) << " attempt(s)";
+            if (auto e = str(jo.if_contains("last_error")); e != "-" && !e.empty()) io.out << ", last error: " << e;
+            io.out << "\n";
+        }
+    }
     io.out << "sessions    " << str(o.if_contains("active_sessions")) << " active\n";
     return exit_ok;
 }

@@ -48,5 +48,12 @@ int cmd_audit(const Args&, Io&);
 int cmd_serve(const Args&, Io&);
 int cmd_login(const Args&, Io&);
 int cmd_status(const Args&, Io&);
+int cmd_breakglass_stage(const Args&, Io&);
+int cmd_breakglass_combine(const Args&, Io&);
+int cmd_breakglass_list(const Args&, Io&);
+int cmd_breakglass_revoke(const Args&, Io&);
+int cmd_emergency_declare(const Args&, Io&);
+int cmd_emergency_end(const Args&, Io&);
+int cmd_emergency_status(const Args&, Io&);
 
 }  // namespace gg::proxy::cli

@@ -14,11 +14,14 @@
 
 #include "cli_internal.hpp"
 #include "glassgate/config/loader.hpp"
+#include "glassgate/proxy/alerts.hpp"
+#include "glassgate/proxy/breakglass.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/proxy/logging.hpp"
 #include "glassgate/proxy/metrics.hpp"
 #include "glassgate/proxy/postgres/pg_proxy.hpp"
 #include "glassgate/proxy/recording_writer.hpp"
+#include "glassgate/proxy/rotation.hpp"
 #include "glassgate/proxy/state_dir.hpp"
 #include "glassgate/proxy/state_store.hpp"
 
@@ -89,6 +92,9 @@ struct Server::Impl {
     std::shared_ptr<identity::IdentityProvider> idp;
     std::atomic<std::uint64_t> active_sessions{0};
     std::shared_ptr<postgres::Services> pg;
+    std::shared_ptr<Notifier> notifier;
+    std::shared_ptr<breakglass::Service> bg;
+    std::shared_ptr<rotation::Worker> rotator;
     session::TimePoint started = now();
     bool stopping = false;
 
@@ -133,6 +139,26 @@ struct Server::Impl {
             pg = std::shared_ptr<postgres::Services>(new postgres::Services{
                 cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, std::chrono::seconds(10)});
         }
+        start_breakglass();
+    }
+
+    /// Break-glass authenticator, webhook notifier and the rotation worker (pending jobs rerun at start).
+    void start_breakglass() {
+        declare_alert_metrics(metrics);
+        breakglass::declare_metrics(metrics);
+        rotation::declare_metrics(metrics);
+        notifier = std::make_shared<Notifier>(asio::make_strand(io), metrics);
+        auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
+        bg = std::make_shared<breakglass::Service>(cfg, *store, idp, metrics, notifier, pool);
+        rotator = std::make_shared<rotation::Worker>(asio::make_strand(io), pool, cfg, *store, state.secrets_key(), metrics,
+                                                     notifier);
+        if (pg) {
+            pg->breakglass = bg;
+            rotator->set_keep_pids([p = pg.get()](const std::string&) { return p->cancels.backend_pids(); });
+        }
+        bg->set_on_rotation_queued([w = std::weak_ptr<rotation::Worker>(rotator)] {
+            if (auto r = w.lock()) r->poke();
+        });
     }
 
     /// A live admin socket means another serve owns this state; a dead one is left over from a crash.
@@ -258,7 +284,6 @@ struct Server::Impl {
         boost::json::object o{{"ok", true}, {"version", GG_VERSION}, {"pid", ::getpid()},
                               {"started", session::format_utc(started)},
                               {"active_sessions", active_sessions.load()}};
-        std::string mode = "normal";
         if (idp) {
             auto h = idp->health();
             static constexpr const char* names[] = {"unknown", "healthy", "degraded", "unreachable"};
@@ -275,12 +300,21 @@ struct Server::Impl {
             }
             i["jwks_fetched_at"] = h.jwks_fetched_at ? boost::json::value(iso(*h.jwks_fetched_at)) : boost::json::value(nullptr);
             o["idp"] = std::move(i);
-            if (h.state == oidc::IdpHealth::unreachable) mode = "emergency";
         } else {
             o["idp"] = nullptr;
         }
-        o["mode"] = mode;
-        o["mode_reason"] = mode == "emergency" ? "identity provider unreachable" : "";
+        const auto m = bg->mode(now());
+        o["mode"] = m.name();
+        o["mode_reason"] = m.reason();
+        o["declaration"] = m.declaration ? boost::json::value(session::breakglass::to_json(*m.declaration))
+                                         : boost::json::value(nullptr);
+        boost::json::array pending;
+        try {
+            for (const auto& j : rotation::pending_jobs(*store)) pending.push_back(rotation::to_json(j, false));
+        } catch (const std::exception& e) {
+            spdlog::error("status: cannot list rotation jobs: {}", e.what());
+        }
+        o["rotation_pending"] = std::move(pending);
         return o;
     }
 
@@ -343,6 +377,9 @@ struct Server::Impl {
         admin.close(ec);
         if (http_acceptor) http_acceptor->close(ec);
         if (idp) idp->stop();
+        if (bg) bg->stop();
+        if (rotator) rotator->stop();
+        if (notifier) notifier->stop();
         signals.cancel(ec);
         if (pg) {
             pg->stopping = true;
@@ -393,6 +430,8 @@ int Server::run() {
         listening += " admin-http " + d.cfg.admin.listen->to_string();
     }
     if (d.idp) d.idp->start();
+    d.bg->start_mode_watch(d.control);
+    d.rotator->start();
 
     boost::json::object details{{"version", GG_VERSION}, {"pid", ::getpid()}, {"config", d.cfg.source.string()}};
     d.store->append_audit({.time = now(), .type = "proxy.start", .session_id = {}, .identity = {}, .target = {},

@@ -60,6 +60,13 @@ std::optional<CancelRegistry::Target> CancelRegistry::find(std::int32_t pid, std
     return it->second.target;
 }
 
+std::set<int> CancelRegistry::backend_pids() const {
+    std::lock_guard lk(mu_);
+    std::set<int> out;
+    for (const auto& [pid, e] : entries_) out.insert(e.target.backend_pid);
+    return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 void Services::close_all(const std::string& why) {
@@ -128,7 +135,80 @@ bool allowed(const config::Target& t, const std::string& user, const std::vector
 
 /// Startup parameters glassgate consumes instead of forwarding.
 bool consumed_param(std::string_view name) {
-    return name == "user" || name == "database" || name == "replication";
+    return name == "user" || name == "database" || name == "replication" || name == "options";
+}
+
+/// The `options` startup parameter split into arguments the way the server does it
+/// (pg_split_opts: whitespace separates, a backslash takes the next character literally).
+std::vector<std::string> split_options(std::string_view s) {
+    std::vector<std::string> out;
+    std::string cur;
+    bool in = false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            if (in) out.push_back(std::move(cur));
+            cur.clear();
+            in = false;
+            continue;
+        }
+        in = true;
+        if (c == '\\' && i + 1 < s.size()) {
+            cur += s[++i];
+        } else {
+            cur += c;
+        }
+    }
+    if (in) out.push_back(std::move(cur));
+    return out;
+}
+
+std::string join_options(const std::vector<std::string>& args) {
+    std::string out;
+    for (const auto& a : args) {
+        if (!out.empty()) out += ' ';
+        for (char c : a) {
+            if (c == ' ' || c == '\\' || c == '\t') out += '\\';
+            out += c;
+        }
+    }
+    return out;
+}
+
+/// glassgate's own settings travel in `options` (`-c glassgate.reason=INC-1`, as psql and PGOPTIONS
+/// send them); they are taken out before the rest is forwarded, so the backend never sees them.
+struct StartupOptions {
+    std::optional<std::string> reason;
+    std::optional<std::string> forward;  ///< what is left for the backend; absent if nothing
+};
+StartupOptions take_glassgate_options(const std::optional<std::string>& options) {
+    StartupOptions out;
+    if (!options) return out;
+    auto args = split_options(*options);
+    std::vector<std::string> keep;
+    auto setting = [&](const std::string& kv) {
+        // A setting name=value; glassgate.* is ours.
+        if (kv.rfind("glassgate.", 0) != 0) return false;
+        auto eq = kv.find('=');
+        if (kv.substr(0, eq) == "glassgate.reason" && eq != std::string::npos) out.reason = kv.substr(eq + 1);
+        return true;
+    };
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const auto& a = args[i];
+        if (a == "-c" && i + 1 < args.size()) {
+            if (setting(args[i + 1])) {
+                ++i;
+                continue;
+            }
+        } else if (a.rfind("-c", 0) == 0 && a.size() > 2 && setting(a.substr(2))) {
+            continue;
+        } else if (a.rfind("--", 0) == 0 && setting(a.substr(2))) {
+            continue;
+        }
+        keep.push_back(a);
+    }
+    if (!keep.empty()) out.forward = join_options(keep);
+    return out;
 }
 
 /// One client connection from accept to close.
@@ -269,6 +349,12 @@ private:
     CloseReason reason_ = CloseReason::none;
     std::string detail_;
     std::uint64_t c2s_ = 0, s2c_ = 0;
+    // The time cap and where it comes from (the target's, or a break-glass rule's capped by the target's).
+    std::optional<std::chrono::milliseconds> cap_;
+    std::chrono::milliseconds warn_{std::chrono::minutes(5)};
+    std::string cap_source_;
+    std::string auth_label_ = "sso";
+    std::optional<breakglass::Grant> grant_;  ///< the consumed emergency account, for break-glass sessions
 };
 
 asio::awaitable<std::optional<pg::StartupMessage>> ClientSession::negotiate() {
@@ -444,15 +530,48 @@ asio::awaitable<void> ClientSession::run() {
         client_.close();
         co_return;
     }
+    const auto gg_options = take_glassgate_options(startup->get("options"));
+    std::uint8_t rnd[10];
+    auto rb = crypto::random_bytes(10);
+    std::memcpy(rnd, rb.data(), 10);
+    const std::string session_id = session::make_session_id(now_tp(), rnd);
+    std::optional<oidc::Identity> ident;
+    bool sent_auth_ok = false;
+    std::string auth_method = "token";
+    cap_ = target->max_session;
+    warn_ = target->warn_before.value_or(std::chrono::minutes(5));
+    cap_source_ = "time limit of target \"" + target->name + "\"";
+    if (svc_->breakglass && svc_->breakglass->is_account(user_)) {
+        // Break-glass: the startup user is an emergency account named by a [[fallback]] rule. The
+        // service checks mode, rule, reason, limits and passphrase, and consumes the account atomically
+        // before the backend is contacted; it audits and alerts every step itself.
+        breakglass::Attempt attempt{.account = user_, .passphrase = Secret(std::move(*password)),
+                                    .reason = gg_options.reason.value_or(""), .target = target_name_, .source = peer_,
+                                    .session_id = session_id, .protocol = "postgres"};
+        auto decision = co_await svc_->breakglass->authenticate(attempt);
+        watchdog_.cancel();
+        if (!decision.ok()) {
+            spdlog::warn("postgres {}: break-glass login refused: {} (account={}, target={})", peer_, decision.log_reason,
+                         user_, target_name_);
+            const std::string code = decision.outcome == breakglass::Outcome::bad_passphrase ? "28P01" : "28000";
+            co_await fatal(code, decision.public_message);
+            client_.close();
+            co_return;
+        }
+        grant_ = std::move(decision.grant);
+        identity_ = user_;
+        auth_method = "breakglass";
+        auth_label_ = "breakglass";
+        cap_ = grant_->max_session;
+        warn_ = grant_->warn_before;
+        cap_source_ = "emergency access limit of rule \"" + grant_->rule_name + "\"";
+    } else {
     if (!svc_->idp) {
         watchdog_.cancel();
         co_await refuse("28000", "SSO is not configured on this proxy", "no [idp] configured");
         client_.close();
         co_return;
     }
-    std::optional<oidc::Identity> ident;
-    bool sent_auth_ok = false;
-    std::string auth_method = "token";
     if (lower(*password) == "sso") {
         auth_method = "device";
         // psql prints a NoticeResponse only after AuthenticationOk (before it, the connection fails),
@@ -497,19 +616,19 @@ asio::awaitable<void> ClientSession::run() {
         client_.close();
         co_return;
     }
+    }  // SSO
+    const session::AuthMethod method = grant_ ? session::AuthMethod::breakglass : session::AuthMethod::sso;
+    const std::string reason = grant_ ? grant_->reason : std::string();
 
     // The session: index row, recording first (fail closed), audit.
-    std::uint8_t rnd[10];
-    auto rb = crypto::random_bytes(10);
-    std::memcpy(rnd, rb.data(), 10);
     const auto started = now_tp();
     t0_ = std::chrono::steady_clock::now();  // recording timestamps and the deadline count from here
     last_activity_ = t0_;
-    session_.emplace(session::make_session_id(started, rnd), session::Protocol::postgres, peer_, started);
+    session_.emplace(session_id, session::Protocol::postgres, peer_, started);
     log_ = logging::session_logger(session_->id());
     std::optional<std::chrono::microseconds> cap;
-    if (target->max_session) cap = std::chrono::duration_cast<std::chrono::microseconds>(*target->max_session);
-    (void)session_->authorize(identity_, session::AuthMethod::sso, target_name_, cap, "");
+    if (cap_) cap = std::chrono::duration_cast<std::chrono::microseconds>(*cap_);
+    (void)session_->authorize(identity_, method, target_name_, cap, reason);
     session::RecordingHeader hdr;
     hdr.session_id = session_->id();
     hdr.protocol = "postgres";
@@ -517,6 +636,11 @@ asio::awaitable<void> ClientSession::run() {
     hdr.identity = identity_;
     hdr.started_unix_us = started.time_since_epoch().count();
     hdr.extra = {{"client", peer_}, {"database", database}, {"auth", auth_method}, {"user", user_}};
+    if (grant_) {
+        hdr.extra["mode"] = "breakglass";
+        hdr.extra["reason"] = grant_->reason;
+        hdr.extra["rule"] = grant_->rule_name;
+    }
     std::string rec_error;
     try {
         rec_ = svc_->recordings.open(hdr);
@@ -531,13 +655,21 @@ asio::awaitable<void> ClientSession::run() {
         audit("session.refused", "error", "recording unavailable: " + rec_error);
         co_await fatal("58030", "glassgate cannot record this session, so it is refused");
         client_.close();
+        // The emergency credential was consumed before the recording was tried: it stays consumed.
+        if (grant_) svc_->breakglass->session_closed(*grant_, "recording_failed", now_tp());
         co_return;
     }
     save();
     ++svc_->active_sessions;
     svc_->metrics.set("glassgate_sessions_active", {}, static_cast<double>(svc_->active_sessions.load()));
-    audit("session.start", "ok", "", {{"protocol", "postgres"}, {"auth", "sso"}, {"method", auth_method}, {"database", database}});
-    log_->info("postgres session: {} ({}) -> {} database {} from {}", identity_, auth_method, target_name_, database, peer_);
+    {
+        boost::json::object details{{"protocol", "postgres"}, {"auth", auth_label_}, {"method", auth_method}, {"database", database}};
+        if (cap_) details["max_session"] = config::format_duration(*cap_);
+        if (grant_) details["rule"] = grant_->rule_name;
+        audit("session.start", "ok", reason, std::move(details));
+    }
+    log_->info("postgres session: {} ({}) -> {} database {} from {}{}", identity_, auth_method, target_name_, database, peer_,
+               grant_ ? " [break-glass, reason \"" + grant_->reason + "\"]" : std::string());
 
     // Backend leg with the stored secret.
     std::optional<Secret> secret;
@@ -550,6 +682,7 @@ asio::awaitable<void> ClientSession::run() {
     for (const auto& [k, v] : startup->params) {
         if (!consumed_param(k)) fwd.emplace_back(k, v);
     }
+    if (gg_options.forward) fwd.emplace_back("options", *gg_options.forward);
     BackendResult br;
     if (!secret) {
         br.error = "no credential is stored for target " + target_name_ + " (glassgate secret set " + target_name_ + ")";
@@ -637,10 +770,13 @@ asio::awaitable<void> ClientSession::run() {
     --svc_->active_sessions;
     svc_->metrics.set("glassgate_sessions_active", {}, static_cast<double>(svc_->active_sessions.load()));
     const auto& r = session_->record();
-    svc_->metrics.inc("glassgate_sessions_total", {{"protocol", "postgres"}, {"auth", "sso"}, {"reason", std::string(session::to_string(r.close_reason))}});
+    svc_->metrics.inc("glassgate_sessions_total", {{"protocol", "postgres"}, {"auth", auth_label_}, {"reason", std::string(session::to_string(r.close_reason))}});
     audit("session.end", r.close_reason == CloseReason::client_disconnect ? "ok" : "closed",
           std::string(session::to_string(r.close_reason)) + (r.close_detail.empty() ? "" : ": " + r.close_detail),
-          {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}});
+          {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}, {"auth", auth_label_},
+           {"recording", r.recording}});
+    // Break-glass: the account is used now (a new stage is needed), rotation queued if the rule says so.
+    if (grant_) svc_->breakglass->session_closed(*grant_, session::to_string(r.close_reason), now_tp());
     log_->info("session ended: {}{}", session::to_string(r.close_reason), r.close_detail.empty() ? "" : ": " + r.close_detail);
 }
 
@@ -782,12 +918,12 @@ asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& b
     using steady = std::chrono::steady_clock;
     std::optional<steady::time_point> deadline;
     std::vector<std::pair<steady::time_point, std::string>> warnings;
-    if (target.max_session) {
-        deadline = t0_ + *target.max_session;
-        auto warn = target.warn_before.value_or(std::chrono::minutes(5));
+    if (cap_) {
+        deadline = t0_ + *cap_;
+        auto warn = warn_;
         auto fmt = [](std::chrono::milliseconds d) { return config::format_duration(d); };
-        if (warn > std::chrono::milliseconds(0) && warn < *target.max_session) warnings.emplace_back(*deadline - warn, fmt(warn));
-        if (std::chrono::minutes(1) < *target.max_session && warn != std::chrono::minutes(1)) {
+        if (warn > std::chrono::milliseconds(0) && warn < *cap_) warnings.emplace_back(*deadline - warn, fmt(warn));
+        if (std::chrono::minutes(1) < *cap_ && warn != std::chrono::minutes(1)) {
             warnings.emplace_back(*deadline - std::chrono::minutes(1), "1m");
         }
         std::sort(warnings.begin(), warnings.end());
@@ -803,8 +939,7 @@ asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& b
         if (ended_) co_return;
         const auto now = steady::now();
         if (next_warning < warnings.size() && now >= warnings[next_warning].first) {
-            const auto text = "glassgate: this session ends in " + warnings[next_warning].second +
-                              " (time limit of target \"" + target.name + "\")";
+            const auto text = "glassgate: this session ends in " + warnings[next_warning].second + " (" + cap_source_ + ")";
             ++next_warning;
             annotate("time-cap warning sent: " + text);
             // Named, not a braced temporary inside co_await (GCC 12 destroys those twice: PR 101367).
@@ -814,14 +949,13 @@ asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& b
         }
         if (deadline && now >= *deadline) {
             annotate("time cap reached: session ended");
-            const std::string detail =
-                "target \"" + target.name + "\" allows sessions of at most " + config::format_duration(*target.max_session);
+            const std::string detail = cap_source_ + ": sessions of at most " + config::format_duration(*cap_);
             co_await fatal("57P01", "session time limit reached", detail);
             co_await backend_lock_.lock();
             auto x = pg::terminate();
             (void)co_await backend.write(asio::buffer(x));
             backend_lock_.unlock();
-            end(CloseReason::time_cap, "session time limit (" + config::format_duration(*target.max_session) + ") reached");
+            end(CloseReason::time_cap, "session time limit (" + config::format_duration(*cap_) + ") reached");
             co_return;
         }
         if (target.idle_timeout && now >= last_activity_ + *target.idle_timeout) {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
@@ -22,6 +23,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "glassgate/config/config.hpp"
+#include "glassgate/proxy/breakglass.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/proxy/metrics.hpp"
 #include "glassgate/proxy/recording_writer.hpp"
@@ -45,6 +47,8 @@ public:
     void remove(std::int32_t pid);
     /// The backend to cancel, if (pid, key) matches an active session.
     std::optional<Target> find(std::int32_t pid, std::uint32_t key) const;
+    /// Backend pids of every active session (rotation spares them when ending lingering sessions).
+    std::set<int> backend_pids() const;
 
 private:
     struct Entry {
@@ -77,6 +81,8 @@ struct Services {
     std::uint64_t next_closer = 0;
     /// Ends every open session with `why` (sent to each client as a FATAL message).
     void close_all(const std::string& why);
+    /// Break-glass authenticator; null: logins as emergency accounts are refused like any unknown user.
+    std::shared_ptr<breakglass::Service> breakglass;
 };
 
 /// Creates the client-facing TLS context from [tls] (TLS 1.2+, ALPN "postgresql" accepted).

@@ -1,0 +1,356 @@
+// Break-glass end to end on the PostgreSQL path: real oidc-provider (stopped to cause the emergency),
+// real PostgreSQL 15, real psql through `glassgate serve`, a webhook receiver on loopback. The story:
+// stage -> refused while the IdP is healthy (alert) -> IdP stopped -> status says emergency -> psql with the
+// passphrase and a reason works on the allowed target, is refused on another and without a reason -> time
+// cap after the warning -> the backend password is rotated (old refused, new works) -> the same passphrase
+// is refused -> the webhook got the events in order -> the audit log tells the story -> IdP back -> refused
+// again with an alert. Then: several psql at once with one passphrase, exactly one gets in.
+
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/proxy/state_dir.hpp"
+#include "glassgate/proxy/state_store.hpp"
+#include "harness/files.hpp"
+#include "harness/idp_peer.hpp"
+#include "harness/net.hpp"
+#include "harness/postgres_peer.hpp"
+#include "harness/process.hpp"
+
+using namespace gg::harness;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A loopback HTTP server that answers 200 to every request and keeps the bodies, in arrival order.
+class WebhookReceiver {
+public:
+    WebhookReceiver() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        REQUIRE(::listen(fd_, 64) == 0);
+        thread_ = std::thread([this] { loop(); });
+    }
+    ~WebhookReceiver() {
+        stop_ = true;
+        ::shutdown(fd_, SHUT_RDWR);
+        ::close(fd_);
+        thread_.join();
+    }
+    [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
+    [[nodiscard]] std::vector<boost::json::object> events() const {
+        std::lock_guard lk(mu_);
+        return events_;
+    }
+    [[nodiscard]] std::vector<std::string> names() const {
+        std::vector<std::string> out;
+        for (const auto& e : events()) out.emplace_back(e.at("event").as_string());
+        return out;
+    }
+
+private:
+    void loop() {
+        while (!stop_) {
+            int c = ::accept(fd_, nullptr, nullptr);
+            if (c < 0) return;
+            std::string req;
+            char buf[4096];
+            std::size_t need = std::string::npos;
+            for (;;) {
+                auto n = ::read(c, buf, sizeof buf);
+                if (n <= 0) break;
+                req.append(buf, static_cast<std::size_t>(n));
+                auto hdr_end = req.find("\r\n\r\n");
+                if (hdr_end != std::string::npos && need == std::string::npos) {
+                    auto cl = req.find("Content-Length: ");
+                    if (cl == std::string::npos) cl = req.find("content-length: ");
+                    std::size_t body = cl == std::string::npos ? 0 : std::stoul(req.substr(cl + 16));
+                    need = hdr_end + 4 + body;
+                }
+                if (need != std::string::npos && req.size() >= need) break;
+            }
+            const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            (void)!::write(c, ok.data(), ok.size());
+            ::close(c);
+            auto at = req.find("\r\n\r\n");
+            if (at == std::string::npos) continue;
+            boost::system::error_code ec;
+            auto v = boost::json::parse(req.substr(at + 4), ec);
+            if (!ec && v.is_object()) {
+                std::lock_guard lk(mu_);
+                events_.push_back(v.as_object());
+            }
+        }
+    }
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+    mutable std::mutex mu_;
+    std::vector<boost::json::object> events_;
+};
+
+/// PostgreSQL + IdP + glassgate serve; targets "appdb" (in the fallback rule) and "otherdb" (not).
+struct Stack {
+    PostgresPeer pg;
+    IdpPeer idp;
+    WebhookReceiver hooks;
+    TempDir dir;
+    std::uint16_t port = 0;
+    std::string app_password = random_hex(24);
+    Process serve;
+
+    explicit Stack(const std::string& rule_extra = "max_session = \"6s\"\nwarn_before = \"3s\"\nrotate_on_close = true\n") {
+        pg.create_role("app_owner", app_password);
+        pg.create_database("app", "app_owner");
+        auto cert = make_self_signed_cert(dir.path(), "proxy");
+        port = free_port();
+        const auto cfg = dir / "glassgate.toml";
+        const std::string target_common = "protocol = \"postgres\"\naddress = \"127.0.0.1:" + std::to_string(pg.port()) +
+                                          "\"\ndatabase = \"app\"\nbackend_user = \"app_owner\"\ntls = \"require\"\n"
+                                          "allow = [\"alice\"]\n";
+        std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
+                           << "[listen]\npostgres = \"127.0.0.1:" << port << "\"\n"
+                           << "[tls]\ncert_file = \"" << cert.cert.string() << "\"\nkey_file = \"" << cert.key.string() << "\"\n"
+                           << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
+                           << "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nunreachable_after = 2\nhealthy_after = 1\n"
+                           << "[[target]]\nname = \"appdb\"\n" << target_common
+                           << "[[target]]\nname = \"otherdb\"\n" << target_common
+                           << "[[fallback]]\nname = \"sso-outage\"\ntrigger = \"idp_unreachable\"\naccounts = [\"bg-oncall-1\"]\n"
+                           << "targets = [\"app*\"]\nrequire_reason = true\nnotify = [\"" << hooks.url()
+                           << "\"]\n" << rule_extra;
+        for (const auto* t : {"appdb", "otherdb"}) {
+            auto set = run({GG_BINARY, "secret", "set", t, "--config", cfg.string()}, {.stdin_data = app_password + "\n"});
+            REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
+        }
+        serve = Process::start({.argv = {GG_BINARY, "serve", "--config", cfg.string()}}, dir / "serve.log");
+        REQUIRE_MESSAGE(wait_until([&] { return can_connect("127.0.0.1", port); }, 20s), read_file(dir / "serve.log"));
+    }
+
+    [[nodiscard]] std::string config() const { return (dir / "glassgate.toml").string(); }
+    [[nodiscard]] std::string serve_log() const { return read_file(dir / "serve.log"); }
+    [[nodiscard]] RunResult gg(std::vector<std::string> args, const std::string& stdin_data = {}) const {
+        args.insert(args.begin(), GG_BINARY);
+        args.emplace_back("--config");
+        args.push_back(config());
+        return run(args, {.stdin_data = stdin_data, .timeout = 30s});
+    }
+    [[nodiscard]] boost::json::object status() const {
+        auto r = gg({"status", "--json"});
+        boost::system::error_code ec;
+        auto v = boost::json::parse(r.out, ec);
+        return ec || !v.is_object() ? boost::json::object{} : v.as_object();
+    }
+    [[nodiscard]] std::string mode() const {
+        auto s = status();
+        auto* m = s.if_contains("mode");
+        return m && m->is_string() ? std::string(m->as_string()) : "";
+    }
+    [[nodiscard]] RunResult psql(const std::vector<std::string>& sql, const std::string& password,
+                                 const std::string& reason = "INC-1", const std::string& db = "appdb",
+                                 const std::string& user = "bg-oncall-1") const {
+        std::vector<std::string> argv = {"psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                         "host=127.0.0.1 port=" + std::to_string(port) + " user=" + user + " dbname=" + db +
+                                             " sslmode=require"};
+        for (const auto& s : sql) {
+            argv.emplace_back("-c");
+            argv.push_back(s);
+        }
+        EnvChanges env{.set = {{"PGPASSWORD", password}}};
+        if (!reason.empty()) env.set.emplace_back("PGOPTIONS", "-c glassgate.reason=" + reason);
+        return run(argv, {.env = env, .timeout = 60s});
+    }
+    [[nodiscard]] std::string stage() const {
+        auto r = gg({"breakglass", "stage", "bg-oncall-1"});
+        REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+        REQUIRE(r.out.size() == 40);
+        return r.out.substr(0, 39);
+    }
+    [[nodiscard]] std::string backend_secret() const {
+        gg::proxy::StateDir sd(dir / "state");
+        auto store = gg::proxy::open_sqlite_store(sd.store_file(), sd.audit_key());
+        auto s = gg::proxy::SecretStore(*store, sd.secrets_key()).get("appdb");
+        REQUIRE(s.has_value());
+        return std::string(s->reveal());
+    }
+};
+
+/// True if `want` appears in `seq` in this order (other events may come between).
+bool in_order(const std::vector<std::string>& seq, const std::vector<std::string>& want) {
+    std::size_t i = 0;
+    for (const auto& s : seq) {
+        if (i < want.size() && s == want[i]) ++i;
+    }
+    return i == want.size();
+}
+
+std::string joined(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += s + " ";
+    return out;
+}
+
+}  // namespace
+
+TEST_SUITE_BEGIN("breakglass");
+
+TEST_CASE("the emergency story on PostgreSQL: gate, rule, reason, time cap, rotation, single use, alerts, audit") {
+    Stack s;
+    const std::string pass = s.stage();
+    REQUIRE(wait_until([&] { return s.mode() == "normal" && s.status().at("idp").as_object().at("state").as_string() == "healthy"; }, 15s));
+
+    // IdP healthy: refused, with the hint that SSO works, and an alert. The credential is not consumed.
+    auto healthy = s.psql({"select 1"}, pass);
+    CHECK(healthy.exit_code != 0);
+    CHECK_MESSAGE(healthy.err.find("single sign-on is available") != std::string::npos, healthy.describe());
+
+    // The IdP goes away: the monitor declares it unreachable and status says emergency.
+    s.idp.stop();
+    REQUIRE_MESSAGE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms), s.serve_log());
+    auto human = s.gg({"status"});
+    CHECK(human.out.find("mode        emergency (identity provider unreachable)") != std::string::npos);
+
+    // Not allowed on another target, not without a reason: refused, credential still staged.
+    auto other = s.psql({"select 1"}, pass, "INC-1", "otherdb");
+    CHECK(other.exit_code != 0);
+    CHECK_MESSAGE(other.err.find("may not use target \"otherdb\"") != std::string::npos, other.describe());
+    auto noreason = s.psql({"select 1"}, pass, "");
+    CHECK(noreason.exit_code != 0);
+    CHECK_MESSAGE(noreason.err.find("needs a reason") != std::string::npos, noreason.describe());
+    auto wrong = s.psql({"select 1"}, "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA");
+    CHECK(wrong.exit_code != 0);
+    CHECK(s.gg({"breakglass", "list"}).out.find("bg-oncall-1  staged") == 0);
+
+    // The emergency session: works, the reason never reaches the backend, warned, then cut at 6 s.
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = s.psql({"select current_user || ' ' || coalesce(current_setting('glassgate.reason', true), '<none>')",
+                     "select pg_sleep(30)"},
+                    pass, "INC-1");
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK_MESSAGE(r.out.find("app_owner <none>") == 0, r.describe() << s.serve_log());
+    CHECK(r.exit_code != 0);
+    const auto warn = r.err.find("this session ends in 3s (emergency access limit of rule \"sso-outage\")");
+    const auto cut = r.err.find("session time limit reached");
+    CHECK_MESSAGE(warn != std::string::npos, r.describe());
+    CHECK(cut != std::string::npos);
+    CHECK(warn < cut);
+    CHECK(took < 15s);
+
+    // Session recorded and marked break-glass.
+    std::string id;
+    REQUIRE(wait_until([&] {
+        auto l = s.gg({"sessions", "list", "--mode", "breakglass"});
+        if (l.out.empty()) return false;
+        id = l.out.substr(0, l.out.find(' '));
+        return s.gg({"sessions", "show", id}).out.find("state           closed") != std::string::npos;
+    }, 15s));
+    auto show = s.gg({"sessions", "show", id});
+    CHECK(show.out.find("breakglass") != std::string::npos);
+    CHECK(show.out.find("INC-1") != std::string::npos);
+    CHECK(show.out.find("time_cap") != std::string::npos);
+
+    // Rotation: the backend role's old password no longer works, the proxy's new one does.
+    REQUIRE_MESSAGE(wait_until([&] {
+        auto st = s.status();
+        auto* p = st.if_contains("rotation_pending");
+        return p && p->is_array() && p->as_array().empty() &&
+               s.gg({"audit", "--event", "rotation.done"}).out.find(id) != std::string::npos;
+    }, 30s, 250ms), s.serve_log());
+    const auto fresh = s.backend_secret();
+    CHECK(fresh != s.app_password);
+    auto old_pw = s.pg.psql_as("app_owner", s.app_password, "app", "select 1");
+    CHECK(old_pw.exit_code != 0);
+    auto new_pw = s.pg.psql_as("app_owner", fresh, "app", "select 1");
+    CHECK_MESSAGE(new_pw.exit_code == 0, new_pw.describe());
+
+    // The same passphrase again: refused (single use).
+    auto replay = s.psql({"select 1"}, pass);
+    CHECK(replay.exit_code != 0);
+    CHECK_MESSAGE(replay.err.find("already used") != std::string::npos, replay.describe());
+    CHECK(s.gg({"breakglass", "list"}).out.find("bg-oncall-1  used") == 0);
+
+    // The IdP comes back: emergency over, a freshly staged credential is refused with an alert.
+    s.idp.restart();
+    REQUIRE(wait_until([&] { return s.mode() == "normal"; }, 20s, 200ms));
+    const std::string pass2 = s.stage();
+    auto after = s.psql({"select 1"}, pass2);
+    CHECK(after.exit_code != 0);
+    CHECK(after.err.find("single sign-on is available") != std::string::npos);
+
+    // Webhooks, in order.
+    REQUIRE(wait_until([&] {
+        auto n = s.hooks.names();
+        return std::count(n.begin(), n.end(), "breakglass.outside_emergency") >= 2 &&
+               std::find(n.begin(), n.end(), "emergency.left") != n.end();
+    }, 20s));
+    const auto names = s.hooks.names();
+    MESSAGE("webhook events: " << joined(names));
+    CHECK(in_order(names, {"breakglass.outside_emergency", "emergency.entered", "breakglass.refused", "breakglass.login",
+                           "breakglass.session_end", "rotation.done", "breakglass.replay", "emergency.left",
+                           "breakglass.outside_emergency"}));
+    for (const auto& e : s.hooks.events()) {
+        if (e.at("event").as_string() != "breakglass.login") continue;
+        CHECK(e.at("account").as_string() == "bg-oncall-1");
+        CHECK(e.at("target").as_string() == "appdb");
+        CHECK(e.at("reason").as_string() == "INC-1");
+        CHECK(e.at("session").as_string() == id);
+        CHECK(e.at("mode").as_string() == "emergency");
+        CHECK(e.at("source").as_string().starts_with("127.0.0.1:"));
+        CHECK(!e.at("time").as_string().empty());
+    }
+
+    // The audit log tells the story of the incident.
+    auto story = s.gg({"audit", "--session", id});
+    std::vector<std::string> events;
+    std::istringstream lines(story.out);
+    for (std::string l; std::getline(lines, l);) events.emplace_back(boost::json::parse(l).as_object().at("event").as_string());
+    MESSAGE("audit --session: " << joined(events));
+    CHECK(in_order(events, {"breakglass.login", "session.start", "session.end", "breakglass.used", "rotation.queued",
+                            "rotation.done"}));
+    auto all = s.gg({"audit"}).out;
+    CHECK(all.find("emergency account used outside an emergency") != std::string::npos);
+    CHECK(all.find("\"emergency.entered\"") != std::string::npos);
+    auto verify = s.gg({"verify", "--all", "--audit"});
+    CHECK_MESSAGE(verify.exit_code == 0, verify.describe());
+}
+
+TEST_CASE("several psql at once with one passphrase: exactly one session") {
+    Stack s("max_session = \"1m\"\nrotate_on_close = false\n");
+    const std::string pass = s.stage();
+    s.idp.stop();
+    REQUIRE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms));
+    constexpr int n = 12;
+    std::vector<RunResult> results(n);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i) {
+        threads.emplace_back([&, i] { results[static_cast<std::size_t>(i)] = s.psql({"select 'in'"}, pass, "INC-" + std::to_string(i)); });
+    }
+    for (auto& t : threads) t.join();
+    int ok = 0, used = 0;
+    for (const auto& r : results) {
+        if (r.exit_code == 0 && r.out == "in\n") ++ok;
+        if (r.err.find("already used") != std::string::npos) ++used;
+    }
+    CHECK_MESSAGE(ok == 1, s.serve_log());
+    CHECK(used == n - 1);
+}
+
+TEST_SUITE_END();
