@@ -423,6 +423,39 @@ void Service::session_closed(const Grant& g, std::string_view close_reason, sess
           {{"rotation", g.rotate_on_close ? "queued" : "off"}});
 }
 
+void Service::recover_session(const session::SessionRecord& rec, session::TimePoint now) {
+    if (rec.auth != session::AuthMethod::breakglass) return;
+    // The rule that let it in: the first one naming the account and covering the target.
+    const config::FallbackRule* rule = nullptr;
+    std::size_t index = 0;
+    for (std::size_t i = 0; i < cfg_.fallbacks.size() && !rule; ++i) {
+        const auto& r = cfg_.fallbacks[i];
+        if (std::find(r.accounts.begin(), r.accounts.end(), rec.identity) == r.accounts.end()) continue;
+        for (const auto& g : r.targets) {
+            if (bg::glob_match(g, rec.target)) {
+                rule = &r;
+                index = i;
+                break;
+            }
+        }
+    }
+    Grant g;
+    g.account = rec.identity;
+    g.session_id = rec.id;
+    g.target = rec.target;
+    g.reason = rec.reason;
+    g.source = rec.client_address;
+    g.protocol = std::string(session::to_string(rec.protocol));
+    g.rule_index = index;
+    g.rule_name = rule ? rule->name : std::string();
+    // Without a rule (configuration changed) rotate anyway: an emergency session touched the backend.
+    g.rotate_on_close = rule ? rule->rotate_on_close : true;
+    if (rule) g.notify = rule->notify;
+    spdlog::warn("break-glass session {} of {} was open when the proxy stopped: credential marked used{}", rec.id,
+                 rec.identity, g.rotate_on_close ? ", rotation queued" : "");
+    session_closed(g, "proxy stopped during the session", now);
+}
+
 void Service::observe_mode(const bg::Mode& m) {
     const bool em = m.emergency();
     bool changed = false, first = false;

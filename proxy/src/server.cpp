@@ -95,6 +95,7 @@ struct Server::Impl {
     std::shared_ptr<Notifier> notifier;
     std::shared_ptr<breakglass::Service> bg;
     std::shared_ptr<rotation::Worker> rotator;
+    std::vector<session::SessionRecord> orphaned_breakglass;  ///< open break-glass sessions of a previous run
     session::TimePoint started = now();
     bool stopping = false;
 
@@ -159,6 +160,7 @@ struct Server::Impl {
         bg->set_on_rotation_queued([w = std::weak_ptr<rotation::Worker>(rotator)] {
             if (auto r = w.lock()) r->poke();
         });
+        for (const auto& r : orphaned_breakglass) bg->recover_session(r, now());
     }
 
     /// A live admin socket means another serve owns this state; a dead one is left over from a crash.
@@ -203,6 +205,7 @@ struct Server::Impl {
                 r.close_detail = "the proxy stopped while this session was open";
                 r.ended = now();
                 store->save_session(r);
+                if (r.auth == session::AuthMethod::breakglass) orphaned_breakglass.push_back(r);
                 session::AuditEvent ev{.time = now(), .type = "session.end", .session_id = r.id, .identity = r.identity,
                                        .target = r.target, .source = r.client_address, .outcome = "error",
                                        .reason = r.close_detail, .details = {}};

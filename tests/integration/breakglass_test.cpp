@@ -110,7 +110,8 @@ private:
 
 /// PostgreSQL + IdP + glassgate serve; targets "appdb" (in the fallback rule) and "otherdb" (not).
 struct Stack {
-    PostgresPeer pg;
+    // Every statement logged, so the test can check that the new password never reaches the server's log.
+    PostgresPeer pg{PostgresOptions{.settings = {"log_statement=all"}}};
     IdpPeer idp;
     WebhookReceiver hooks;
     TempDir dir;
@@ -141,8 +142,30 @@ struct Stack {
             auto set = run({GG_BINARY, "secret", "set", t, "--config", cfg.string()}, {.stdin_data = app_password + "\n"});
             REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
         }
-        serve = Process::start({.argv = {GG_BINARY, "serve", "--config", cfg.string()}}, dir / "serve.log");
+        start_serve();
+    }
+    void start_serve() {
+        serve = Process::start({.argv = {GG_BINARY, "serve", "--config", config()}}, dir / "serve.log");
         REQUIRE_MESSAGE(wait_until([&] { return can_connect("127.0.0.1", port); }, 20s), read_file(dir / "serve.log"));
+    }
+    [[nodiscard]] bool rotation_done_for(const std::string& session) const {
+        auto st = status();
+        auto* p = st.if_contains("rotation_pending");
+        return p && p->is_array() && p->as_array().empty() &&
+               gg({"audit", "--event", "rotation.done"}).out.find(session) != std::string::npos;
+    }
+    [[nodiscard]] std::string account_state() const {
+        auto l = gg({"breakglass", "list"}).out;
+        auto a = l.find("bg-oncall-1  ");
+        if (a == std::string::npos) return "";
+        a += 13;
+        return l.substr(a, l.find(' ', a) - a);
+    }
+    [[nodiscard]] std::string newest_breakglass_session() const {
+        auto l = gg({"sessions", "list", "--mode", "breakglass"}).out;
+        auto last = l.rfind('\n', l.size() >= 2 ? l.size() - 2 : 0);
+        auto line = last == std::string::npos || l.size() < 2 ? l : l.substr(last + 1);
+        return line.substr(0, line.find(' '));
     }
 
     [[nodiscard]] std::string config() const { return (dir / "glassgate.toml").string(); }
@@ -280,6 +303,10 @@ TEST_CASE("the emergency story on PostgreSQL: gate, rule, reason, time cap, rota
     CHECK(old_pw.exit_code != 0);
     auto new_pw = s.pg.psql_as("app_owner", fresh, "app", "select 1");
     CHECK_MESSAGE(new_pw.exit_code == 0, new_pw.describe());
+    // Only a SCRAM verifier travelled: the new password is not in the server's statement log.
+    const auto pglog = read_file(s.pg.log_file());
+    CHECK(pglog.find("ALTER ROLE \"app_owner\" PASSWORD 'SCRAM-SHA-256$") != std::string::npos);
+    CHECK(pglog.find(fresh) == std::string::npos);
 
     // The same passphrase again: refused (single use).
     auto replay = s.psql({"select 1"}, pass);
@@ -351,6 +378,69 @@ TEST_CASE("several psql at once with one passphrase: exactly one session") {
     }
     CHECK_MESSAGE(ok == 1, s.serve_log());
     CHECK(used == n - 1);
+}
+
+TEST_CASE("kill -9 during an emergency session: credential stays consumed, recording readable, rotation after restart") {
+    Stack s("max_session = \"5m\"\nrotate_on_close = true\n");
+    const std::string pass = s.stage();
+    s.idp.stop();
+    REQUIRE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms));
+    RunResult r;
+    std::thread client([&] { r = s.psql({"select 'marker-' || 42", "select pg_sleep(60)"}, pass, "INC-9"); });
+    REQUIRE(wait_until([&] { return s.account_state() == "in-use"; }, 20s, 200ms));
+    std::this_thread::sleep_for(1s);  // the writer flushes at least every 200 ms
+    s.serve.signal_group(SIGKILL);
+    (void)s.serve.wait_for(10s);
+    client.join();
+    CHECK(r.exit_code != 0);
+    CHECK(s.account_state() == "in-use");  // consumed; never usable again
+
+    s.start_serve();
+    const auto id = s.newest_breakglass_session();
+    REQUIRE(!id.empty());
+    CHECK(wait_until([&] { return s.account_state() == "used"; }, 10s, 100ms));
+    REQUIRE_MESSAGE(wait_until([&] { return s.rotation_done_for(id); }, 30s, 250ms), s.serve_log());
+    CHECK(s.pg.psql_as("app_owner", s.app_password, "app", "select 1").exit_code != 0);
+    CHECK(s.pg.psql_as("app_owner", s.backend_secret(), "app", "select 1").exit_code == 0);
+    auto replay = s.gg({"replay", id});
+    CHECK_MESSAGE(replay.out.find("marker-") != std::string::npos, replay.describe());
+    REQUIRE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms));
+    auto again = s.psql({"select 1"}, pass);
+    CHECK_MESSAGE(again.err.find("already used") != std::string::npos, again.describe());
+}
+
+TEST_CASE("the backend refuses logins when the session closes: rotation-pending, retried until it works") {
+    Stack s("max_session = \"5m\"\nrotate_on_close = true\n");
+    const std::string pass = s.stage();
+    s.idp.stop();
+    REQUIRE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms));
+    RunResult r;
+    std::thread client([&] { r = s.psql({"select pg_sleep(3)"}, pass, "INC-10"); });
+    REQUIRE(wait_until([&] { return s.account_state() == "in-use"; }, 20s, 200ms));
+    // The backend stops accepting this role's logins before the session closes.
+    REQUIRE(s.pg.psql("ALTER ROLE app_owner NOLOGIN").exit_code == 0);
+    client.join();
+    CHECK_MESSAGE(r.exit_code == 0, r.describe());
+    const auto id = s.newest_breakglass_session();
+    REQUIRE(wait_until([&] {
+        auto st = s.status();
+        auto& p = st["rotation_pending"];
+        return p.is_array() && !p.as_array().empty() && p.as_array()[0].as_object().at("attempts").as_int64() >= 1;
+    }, 20s, 250ms));
+    auto human = s.gg({"status"});
+    CHECK(human.out.find("appdb rotation-pending since") != std::string::npos);
+    CHECK(human.out.find("last error") != std::string::npos);
+    CHECK(s.backend_secret() == s.app_password);  // the proxy keeps the secret that is still valid
+    REQUIRE(wait_until([&] {
+        auto n = s.hooks.names();
+        return std::find(n.begin(), n.end(), "rotation.failed") != n.end();
+    }, 10s));
+    // The backend accepts logins again: the next retry completes the rotation.
+    REQUIRE(s.pg.psql("ALTER ROLE app_owner LOGIN").exit_code == 0);
+    REQUIRE_MESSAGE(wait_until([&] { return s.rotation_done_for(id); }, 40s, 250ms), s.serve_log());
+    CHECK(s.backend_secret() != s.app_password);
+    CHECK(s.pg.psql_as("app_owner", s.app_password, "app", "select 1").exit_code != 0);
+    CHECK(s.pg.psql_as("app_owner", s.backend_secret(), "app", "select 1").exit_code == 0);
 }
 
 TEST_SUITE_END();

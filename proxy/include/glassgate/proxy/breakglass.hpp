@@ -144,6 +144,9 @@ public:
     /// `breakglass.session_end`, and a rotation job if the rule has rotate_on_close. Never throws.
     void session_closed(const Grant& grant, std::string_view close_reason, session::TimePoint now);
     void set_on_rotation_queued(std::function<void()> f) { on_rotation_queued_ = std::move(f); }
+    /// A break-glass session found open in the index at start-up (the proxy died during it): the
+    /// credential stays consumed and is marked used, and the rotation is queued as if it had closed.
+    void recover_session(const session::SessionRecord& rec, session::TimePoint now);
 
     /// Watches the mode every `interval`; audits and alerts `emergency.entered` / `emergency.left`
     /// (to every rule's notify URLs) and keeps the glassgate_emergency_mode gauge.
