@@ -4,7 +4,12 @@
 
 #include <doctest/doctest.h>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/json/parse.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -12,6 +17,7 @@
 #include <thread>
 
 #include "glassgate/config/loader.hpp"
+#include "glassgate/proxy/alerts.hpp"
 #include "glassgate/proxy/breakglass.hpp"
 #include "glassgate/proxy/cli.hpp"
 #include "glassgate/proxy/rotation.hpp"
@@ -340,6 +346,39 @@ TEST_CASE("CLI: breakglass stage/list/combine/revoke, emergency declare/status/e
     CHECK(cli_run({"emergency"}).code == 2);
     CHECK(cli_run({"breakglass", "stage", "--help"}).out.find("--shares") != std::string::npos);
     CHECK(cli_run({"breakglass", "x"}).err.find("not available") == std::string::npos);
+}
+
+TEST_CASE("webhook endpoint down: send() returns at once, retries with backoff, then gives up and counts it") {
+    // A port that nothing listens on: bind, read the port, close.
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    const int port = ntohs(a.sin_port);
+    ::close(fd);
+
+    boost::asio::io_context io;
+    Metrics m;
+    declare_alert_metrics(m);
+    auto n = std::make_shared<Notifier>(io.get_executor(), m,
+                                        Notifier::Options{.attempts = 3, .first_backoff = 50ms, .timeout = 500ms});
+    Alert al{.event = "breakglass.login", .account = "bg-1", .target = "orders-db", .reason = "INC-1",
+             .source = "1.2.3.4:5", .session = "S1", .time = now(), .mode = "emergency", .extra = {{"rule", "r"}}};
+    const auto t0 = std::chrono::steady_clock::now();
+    n->send({"http://127.0.0.1:" + std::to_string(port) + "/hook"}, al);
+    CHECK(std::chrono::steady_clock::now() - t0 < 50ms);  // queued, not delivered inline
+    io.run();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(m.get("glassgate_alerts_total", {{"event", "breakglass.login"}, {"outcome", "retry"}}) == 2);
+    CHECK(m.get("glassgate_alerts_total", {{"event", "breakglass.login"}, {"outcome", "failed"}}) == 1);
+    CHECK(took >= 150ms);  // 50 ms + 100 ms of backoff
+    auto body = to_json(al);
+    CHECK(body.at("event").as_string() == "breakglass.login");
+    CHECK(body.at("rule").as_string() == "r");
+    for (auto k : {"account", "target", "reason", "source", "session", "time", "mode"}) CHECK(body.contains(k));
 }
 
 TEST_SUITE_END();
