@@ -63,9 +63,18 @@ asio::awaitable<void> deliver(std::shared_ptr<Notifier> keep, const std::atomic<
         }
         metrics.inc("glassgate_alerts_total", {{"event", event}, {"outcome", "retry"}});
         spdlog::warn("alert {} to {} failed (attempt {}): {}; retrying in {} ms", event, url, attempt, why, backoff.count());
-        timer.expires_after(backoff);
-        (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        // Sleep in short slices so stop() (shutdown) is not held up by a long backoff.
+        const auto until = std::chrono::steady_clock::now() + backoff;
+        while (!stopped && std::chrono::steady_clock::now() < until) {
+            timer.expires_after(std::min<std::chrono::steady_clock::duration>(until - std::chrono::steady_clock::now(),
+                                                                              std::chrono::milliseconds(200)));
+            (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
         backoff = std::min(backoff * 2, std::chrono::milliseconds(60'000));
+    }
+    if (stopped) {
+        metrics.inc("glassgate_alerts_total", {{"event", event}, {"outcome", "failed"}});
+        spdlog::error("alert {} to {} not delivered: the proxy is stopping", event, url);
     }
 }
 

@@ -116,6 +116,7 @@ struct Stack {
     WebhookReceiver hooks;
     TempDir dir;
     std::uint16_t port = 0;
+    std::uint16_t admin_port = free_port();
     std::string app_password = random_hex(24);
     Process serve;
 
@@ -130,6 +131,7 @@ struct Stack {
                                           "allow = [\"alice\"]\n";
         std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
                            << "[listen]\npostgres = \"127.0.0.1:" << port << "\"\n"
+                           << "[admin]\nlisten = \"127.0.0.1:" << admin_port << "\"\n"
                            << "[tls]\ncert_file = \"" << cert.cert.string() << "\"\nkey_file = \"" << cert.key.string() << "\"\n"
                            << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
                            << "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nunreachable_after = 2\nhealthy_after = 1\n"
@@ -137,7 +139,10 @@ struct Stack {
                            << "[[target]]\nname = \"otherdb\"\n" << target_common
                            << "[[fallback]]\nname = \"sso-outage\"\ntrigger = \"idp_unreachable\"\naccounts = [\"bg-oncall-1\"]\n"
                            << "targets = [\"app*\"]\nrequire_reason = true\nnotify = [\"" << hooks.url()
-                           << "\"]\n" << rule_extra;
+                           << "\"]\n" << rule_extra
+                           << "[[fallback]]\nname = \"declared-ops\"\ntrigger = \"declared\"\naccounts = [\"bg-dba\"]\n"
+                           << "targets = [\"otherdb\"]\nmax_session = \"2m\"\nrotate_on_close = false\nnotify = [\"" << hooks.url()
+                           << "\"]\n";
         for (const auto* t : {"appdb", "otherdb"}) {
             auto set = run({GG_BINARY, "secret", "set", t, "--config", cfg.string()}, {.stdin_data = app_password + "\n"});
             REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
@@ -201,8 +206,8 @@ struct Stack {
         if (!reason.empty()) env.set.emplace_back("PGOPTIONS", "-c glassgate.reason=" + reason);
         return run(argv, {.env = env, .timeout = 60s});
     }
-    [[nodiscard]] std::string stage() const {
-        auto r = gg({"breakglass", "stage", "bg-oncall-1"});
+    [[nodiscard]] std::string stage(const std::string& account = "bg-oncall-1") const {
+        auto r = gg({"breakglass", "stage", account});
         REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
         REQUIRE(r.out.size() == 40);
         return r.out.substr(0, 39);
@@ -378,6 +383,48 @@ TEST_CASE("several psql at once with one passphrase: exactly one session") {
     }
     CHECK_MESSAGE(ok == 1, s.serve_log());
     CHECK(used == n - 1);
+}
+
+TEST_CASE("a declared emergency with the IdP healthy: CLI and serve share it; metrics say breakglass") {
+    Stack s("max_session = \"1m\"\nrotate_on_close = false\n");
+    const std::string pass = s.stage("bg-dba");
+    REQUIRE(wait_until([&] { return s.status().at("idp").as_object().at("state").as_string() == "healthy"; }, 15s));
+    CHECK(s.psql({"select 1"}, pass, "CHG-1", "otherdb", "bg-dba").err.find("single sign-on is available") != std::string::npos);
+
+    auto d = s.gg({"emergency", "declare", "--reason", "CHG-1 planned failover", "--for", "1h"});
+    REQUIRE_MESSAGE(d.exit_code == 0, d.describe());
+    auto st = s.status();
+    CHECK(st.at("mode").as_string() == "emergency");
+    CHECK(st.at("declaration").as_object().at("reason").as_string() == "CHG-1 planned failover");
+    CHECK(s.gg({"status"}).out.find("declared    by cli:") != std::string::npos);
+    // The declared rule covers otherdb only; the idp_unreachable rule is not armed by a declaration.
+    auto r = s.psql({"select current_database()"}, pass, "CHG-1", "otherdb", "bg-dba");
+    CHECK_MESSAGE(r.exit_code == 0, r.describe() << s.serve_log());
+    CHECK(r.out == "app\n");
+    const std::string oncall = s.stage();
+    CHECK(s.psql({"select 1"}, oncall, "CHG-1").err.find("may not use target") != std::string::npos);
+
+    std::optional<HttpResponse> m;
+    // The session's close (seal, index, metrics) finishes just after psql has gone.
+    CHECK(wait_until([&] {
+        m = http_get("127.0.0.1", s.admin_port, "/metrics");
+        return m && m->body.find("auth=\"breakglass\"") != std::string::npos;
+    }, 10s));
+    REQUIRE(m.has_value());
+    CHECK(m->body.find("glassgate_breakglass_logins_total{protocol=\"postgres\",outcome=\"granted\"} 1") != std::string::npos);
+    CHECK(m->body.find("auth=\"breakglass\"") != std::string::npos);
+    CHECK(m->body.find("glassgate_emergency_mode 1") != std::string::npos);
+
+    CHECK(s.gg({"emergency", "end"}).exit_code == 0);
+    REQUIRE(wait_until([&] { return s.mode() == "normal"; }, 5s));
+    const std::string pass2 = s.stage("bg-dba");
+    CHECK(s.psql({"select 1"}, pass2, "CHG-1", "otherdb", "bg-dba").err.find("single sign-on is available") != std::string::npos);
+    REQUIRE(wait_until([&] {
+        auto n = s.hooks.names();
+        return std::find(n.begin(), n.end(), "emergency.left") != n.end();
+    }, 10s));
+    CHECK(in_order(s.hooks.names(), {"breakglass.outside_emergency", "emergency.entered", "breakglass.login",
+                                     "breakglass.session_end", "emergency.left"}));
 }
 
 TEST_CASE("kill -9 during an emergency session: credential stays consumed, recording readable, rotation after restart") {
