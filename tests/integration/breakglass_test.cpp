@@ -398,9 +398,14 @@ TEST_CASE("a declared emergency with the IdP healthy: CLI and serve share it; me
     CHECK(st.at("declaration").as_object().at("reason").as_string() == "CHG-1 planned failover");
     CHECK(s.gg({"status"}).out.find("declared    by cli:") != std::string::npos);
     // The declared rule covers otherdb only; the idp_unreachable rule is not armed by a declaration.
-    auto r = s.psql({"select current_database()"}, pass, "CHG-1", "otherdb", "bg-dba");
+    // Other settings in `options` still reach the backend; glassgate.reason does not. A backslash
+    // escapes a space, as the server splits options.
+    auto r = s.psql({"select current_database(), current_setting('statement_timeout'), "
+                     "coalesce(current_setting('glassgate.reason', true), '<none>')"},
+                    pass, "CHG-1\\ failover -c statement_timeout=4321", "otherdb", "bg-dba");
     CHECK_MESSAGE(r.exit_code == 0, r.describe() << s.serve_log());
-    CHECK(r.out == "app\n");
+    CHECK(r.out == "app|4321ms|<none>\n");
+    CHECK(s.gg({"audit", "--event", "breakglass.login"}).out.find("\"reason\":\"CHG-1 failover\"") != std::string::npos);
     const std::string oncall = s.stage();
     CHECK(s.psql({"select 1"}, oncall, "CHG-1").err.find("may not use target") != std::string::npos);
 
