@@ -71,8 +71,23 @@ const std::vector<Command>& commands() {
          0, 0, cmd_audit},
         {"replay", "ID", "show a recorded session",
          "PostgreSQL sessions print as a transcript: time offset, statements, parameters, rows as recorded,\n"
-         "command tags, errors. Exit 1 (after printing) if the recording fails verification.",
-         {opt_config, {"no-rows", "", "leave out result rows"}}, 1, 1, cmd_replay},
+         "command tags, errors. SSH sessions play in the terminal at recorded speed (terminal output on\n"
+         "standard output; exec command lines, stderr, exit status and notes on standard error).\n"
+         "Exit 1 (after printing) if the recording fails verification.",
+         {opt_config, {"no-rows", "", "leave out result rows (PostgreSQL)"},
+          {"speed", "N", "play N times faster (SSH; default 1)"},
+          {"skip-idle", "", "shorten pauses to at most 1 s (SSH)"}},
+         1, 1, cmd_replay},
+        {"export", "ID", "export a terminal session as asciicast v2 (for asciinema play)",
+         "Writes the session's terminal output, input and window sizes as an asciicast v2 document:\n"
+         "`glassgate export ID | asciinema play -`. Exit 1 if the recording fails verification.",
+         {opt_config, {"format", "asciicast", "output format (default asciicast)"},
+          {"output", "FILE", "write to FILE instead of standard output"}},
+         1, 1, cmd_export},
+        {"target pin", "NAME", "fetch an SSH target's host key for the configuration",
+         "Connects to the target, prints the host key it presents as \"<type> <base64>\" (the form host_key\n"
+         "takes) and says on standard error whether it equals the pinned one. Confirm it out of band.",
+         {opt_config}, 1, 1, cmd_target_pin},
         {"verify", "ID | --all", "check recording integrity",
          "Verifies each recording's hash chain, checkpoints and seal, and compares the seal with the sessions\n"
          "index (detects truncation). --audit also verifies the audit log chain. Exit 1 if anything is broken.",
@@ -111,11 +126,11 @@ const std::vector<Command>& commands() {
 
 // Commands that later versions add; named here so users get a clear answer, not "unknown command".
 const std::vector<std::string>& planned() {
-    static const std::vector<std::string> names = {"export", "target"};
+    static const std::vector<std::string> names = {};
     return names;
 }
 
-const std::vector<std::string> groups = {"config", "secret", "sessions", "breakglass", "emergency"};
+const std::vector<std::string> groups = {"config", "secret", "sessions", "breakglass", "emergency", "target"};
 
 void print_usage(std::ostream& os) {
     os << "usage: glassgate <command> [options]\n\ncommands:\n";

@@ -348,19 +348,8 @@ int cmd_audit(const Args& args, Io& io) {
 
 int cmd_replay(const Args& args, Io& io) {
     auto cfg = load_config_or_throw(args, io);
-    const auto& id = args.positional.at(0);
-    auto st = open_state(cfg);
-    auto r = st.store->find_session(id);
-    if (!r) throw OperationalError("no session with id '" + id + "'");
-    if (r->recording.empty()) throw OperationalError("session " + id + " has no recording (it ended before recording started)");
-    auto path = st.dir->recordings_dir() / r->recording;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw OperationalError("cannot read " + path.string() + ": " + std::strerror(errno));
-    std::string bytes = read_all(in);
-    auto rec = session::read_recording(as_bytes(bytes), st.dir->recording_key());
-    if (!rec.report.intact) {
-        io.err << "WARNING: the recording fails verification: " << rec.report.summary() << "\n";
-    }
+    auto rec = load_recording(cfg, args.positional.at(0), io);
+    if (rec.header.protocol == "ssh") return replay_terminal(rec, args, io);
     if (rec.header.protocol != "postgres") {
         throw OperationalError("replay of " + rec.header.protocol + " sessions is not available in this version");
     }

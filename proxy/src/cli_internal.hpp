@@ -9,6 +9,7 @@
 #include "glassgate/proxy/cli.hpp"
 #include "glassgate/proxy/state_dir.hpp"
 #include "glassgate/proxy/state_store.hpp"
+#include "glassgate/session/recording.hpp"
 
 namespace gg::proxy::cli {
 
@@ -33,6 +34,12 @@ struct State {
 };
 State open_state(const config::Config& cfg);
 
+/// A session's recording, read and verified (a warning on `err` when it fails verification).
+/// Throws OperationalError when the session or its file does not exist.
+session::DecodedRecording load_recording(const config::Config& cfg, const std::string& id, Io& io);
+/// Plays a terminal (ssh) recording to `out` at recorded speed (--speed N, --skip-idle).
+int replay_terminal(const session::DecodedRecording& rec, const Args& args, Io& io);
+
 /// The current user for audit events from CLI commands ("cli:root").
 std::string cli_actor();
 
@@ -44,6 +51,8 @@ int cmd_sessions_list(const Args&, Io&);
 int cmd_sessions_show(const Args&, Io&);
 int cmd_verify(const Args&, Io&);
 int cmd_replay(const Args&, Io&);
+int cmd_export(const Args&, Io&);
+int cmd_target_pin(const Args&, Io&);
 int cmd_audit(const Args&, Io&);
 int cmd_serve(const Args&, Io&);
 int cmd_login(const Args&, Io&);

@@ -22,6 +22,7 @@
 #include "glassgate/proxy/postgres/pg_proxy.hpp"
 #include "glassgate/proxy/recording_writer.hpp"
 #include "glassgate/proxy/rotation.hpp"
+#include "glassgate/proxy/ssh/ssh_proxy.hpp"
 #include "glassgate/proxy/state_dir.hpp"
 #include "glassgate/proxy/state_store.hpp"
 
@@ -92,6 +93,7 @@ struct Server::Impl {
     std::shared_ptr<identity::IdentityProvider> idp;
     std::atomic<std::uint64_t> active_sessions{0};
     std::shared_ptr<postgres::Services> pg;
+    std::shared_ptr<ssh::Services> sshs;
     std::shared_ptr<Notifier> notifier;
     std::shared_ptr<breakglass::Service> bg;
     std::shared_ptr<rotation::Worker> rotator;
@@ -140,6 +142,10 @@ struct Server::Impl {
             pg = std::shared_ptr<postgres::Services>(new postgres::Services{
                 cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, std::chrono::seconds(10)});
         }
+        if (ssh_acceptor) {
+            auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
+            sshs = ssh::make_services(cfg, *store, state.secrets_key(), *recordings, idp, metrics, active_sessions, pool);
+        }
         start_breakglass();
     }
 
@@ -157,6 +163,7 @@ struct Server::Impl {
             pg->breakglass = bg;
             rotator->set_keep_pids([p = pg.get()](const std::string&) { return p->cancels.backend_pids(); });
         }
+        if (sshs) sshs->breakglass = bg;
         bg->set_on_rotation_queued([w = std::weak_ptr<rotation::Worker>(rotator)] {
             if (auto r = w.lock()) r->poke();
         });
@@ -227,6 +234,10 @@ struct Server::Impl {
             }
             if (what == "postgres" && pg) {
                 asio::co_spawn(strand, postgres::handle_client(std::move(sock), pg), asio::detached);
+                continue;
+            }
+            if (what == "ssh" && sshs) {
+                asio::co_spawn(strand, ssh::handle_client(std::move(sock), sshs), asio::detached);
                 continue;
             }
             boost::system::error_code pec;
@@ -384,8 +395,9 @@ struct Server::Impl {
         if (rotator) rotator->stop();
         if (notifier) notifier->stop();
         signals.cancel(ec);
-        if (pg) {
-            pg->stopping = true;
+        if (sshs) sshs->stopping = true;
+        if (pg || sshs) {
+            if (pg) pg->stopping = true;
             // Sessions get shutdown_grace to finish on their own, then are ended with a FATAL message.
             asio::co_spawn(control, [this]() -> asio::awaitable<void> {
                 asio::steady_timer t(control);
@@ -396,7 +408,8 @@ struct Server::Impl {
                 }
                 if (active_sessions.load() > 0) {
                     spdlog::warn("ending {} session(s) still open after the shutdown grace period", active_sessions.load());
-                    pg->close_all("glassgate is shutting down");
+                    if (pg) pg->close_all("glassgate is shutting down");
+                    if (sshs) sshs->close_all("glassgate is shutting down");
                 }
             }, asio::detached);
         }

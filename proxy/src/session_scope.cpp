@@ -22,12 +22,9 @@ bool SessionScope::open(const Open& o) {
     identity_ = o.identity;
     target_ = o.target;
     method_label_ = std::string(session::to_string(o.method));
-    std::uint8_t rnd[10];
-    auto rb = crypto::random_bytes(10);
-    std::memcpy(rnd, rb.data(), 10);
     const auto started = now_tp();
     t0_ = std::chrono::steady_clock::now();
-    session_.emplace(session::make_session_id(started, rnd), protocol_, peer_, started);
+    session_.emplace(reserve_id(), protocol_, peer_, started);
     log_ = logging::session_logger(session_->id());
     (void)session_->authorize(o.identity, o.method, o.target, o.cap, o.reason);
     session::RecordingHeader hdr;
@@ -64,6 +61,17 @@ bool SessionScope::open(const Open& o) {
     if (!o.reason.empty()) details["reason"] = o.reason;
     audit("session.start", "ok", "", std::move(details));
     return true;
+}
+
+const std::string& SessionScope::reserve_id() {
+    if (session_) return session_->id();
+    if (reserved_id_.empty()) {
+        std::uint8_t rnd[10];
+        auto rb = crypto::random_bytes(10);
+        std::memcpy(rnd, rb.data(), 10);
+        reserved_id_ = session::make_session_id(now_tp(), rnd);
+    }
+    return reserved_id_;
 }
 
 std::uint64_t SessionScope::t_us() const {

@@ -52,6 +52,9 @@ public:
     /// false when the recording cannot be opened: the session is then failed, saved and audited,
     /// and must be refused.
     bool open(const Open& o);
+    /// The session id, chosen now if open() has not run yet (break-glass consumes an account for a
+    /// session id before the session opens).
+    const std::string& reserve_id();
 
     /// Appends one recording event; false when recording failed (the caller must end the session
     /// without forwarding what it could not record).
@@ -88,6 +91,7 @@ private:
     std::string identity_;
     std::string target_;
     std::string method_label_;
+    std::string reserved_id_;
     std::optional<session::Session> session_;
     std::shared_ptr<spdlog::logger> log_;
     std::shared_ptr<RecordingHandle> rec_;

@@ -27,6 +27,7 @@
 
 #include "glassgate/config/loader.hpp"
 #include "glassgate/protocols/ssh/decisions.hpp"
+#include "glassgate/proxy/breakglass.hpp"
 #include "glassgate/proxy/logging.hpp"
 #include "glassgate/proxy/secret_store.hpp"
 #include "glassgate/proxy/state_dir.hpp"
@@ -259,6 +260,9 @@ struct Pair {
     bool b_eof_sent = false;  ///< EOF sent to the backend
     bool c_closed = false;    ///< we closed the client channel
     bool b_closed = false;    ///< we closed the backend channel
+    bool c_remote_closed = false;  ///< the client sent CHANNEL_CLOSE
+    bool b_remote_closed = false;  ///< the backend sent CHANNEL_CLOSE (libssh may keep the channel
+                                   ///< "open" while data is buffered: the callback is the reliable sign)
     bool cutting = false;     ///< glassgate ends this channel (time cap, backend gone, shutdown)
     std::string cut_message;
     std::optional<int> exit_status;
@@ -346,15 +350,41 @@ private:
             p[n].events = static_cast<short>(POLLIN | ((ssh_get_poll_flags(be_) & SSH_WRITE_PENDING) ? POLLOUT : 0));
             ++n;
         }
-        return n > 0 && ::poll(p, n, 0) > 0;
+        if (n == 0 || ::poll(p, n, 0) <= 0) return false;
+        for (nfds_t i = 0; i < n; ++i) {
+            if (p[i].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR)) return true;
+        }
+        return false;
     }
+    /// Suspends until a socket is ready, a kick or `until`. A socket that stays ready while passes make
+    /// no progress (libssh holding something back) gets a short sleep instead of a busy loop.
     asio::awaitable<void> wait(steady::time_point until) {
         arm();
-        if (!kicked_ && !ready_now()) {
+        const bool ready = !kicked_ && ready_now();
+        if (!kicked_ && (!ready || ++ready_spins_ > 4)) {
+            if (ready) until = std::min(until, steady::now() + 2ms);
             wake_.expires_at(until);
             (void)co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
         }
         kicked_ = false;
+    }
+    /// Lets libssh read and write whatever its sockets have (incoming packets end up in channel
+    /// buffers bounded by the windows we advertise). True if it processed anything.
+    bool pump_sessions() {
+        bool any = false;
+        for (auto [ev, s] : {std::pair{&srv_ev_, srv_}, std::pair{&be_ev_, be_}}) {
+            if (!s) continue;
+            if (!*ev) {
+                *ev = ssh_event_new();
+                if (*ev && ssh_event_add_session(*ev, s) != SSH_OK) {  // fails until the session was polled once
+                    ssh_event_free(*ev);
+                    *ev = nullptr;
+                }
+                if (!*ev) continue;
+            }
+            for (int i = 0; i < 16 && ssh_event_dopoll(*ev, 0) == SSH_OK; ++i) any = true;
+        }
+        return any;
     }
 
     // --- the state machine -------------------------------------------------------------------
@@ -366,7 +396,10 @@ private:
     void on_kbd_start(ssh_message m);
     void on_kbd_response(ssh_message m);
     bool step_auth();
-    void refuse_auth(ssh_message m, const std::string& user_message, const std::string& log_reason);
+    void refuse_auth(ssh_message m, const std::string& user_message, const std::string& log_reason, bool counted = true);
+    void on_breakglass_start(ssh_message m);
+    void on_breakglass_response(ssh_message m);
+    void finish_admit();
     void admit(ssh_message m, const std::string& identity, const std::vector<std::string>& groups,
                const std::string& method);
     void start_device_login();
@@ -439,6 +472,8 @@ private:
                                void* user) {
         static_cast<Pair*>(user)->exit_signal = session::ExitSignal{sig ? sig : "", core != 0, msg ? msg : ""};
     }
+    static void on_backend_close(ssh_session, ssh_channel, void* user) { static_cast<Pair*>(user)->b_remote_closed = true; }
+    static void on_client_close(ssh_session, ssh_channel, void* user) { static_cast<Pair*>(user)->c_remote_closed = true; }
     static void on_client_signal(ssh_session, ssh_channel, const char* sig, void* user) {
         auto* p = static_cast<Pair*>(user);
         if (sig && p->signals.size() < 64) p->signals.emplace_back(sig);
@@ -454,10 +489,15 @@ private:
     asio::steady_timer wake_;
     bool kicked_ = false;
     bool armed_[waits] = {};
+    // Asio waits on duplicates of the sockets libssh owns: libssh closes its descriptor when the peer
+    // goes away, and a reused descriptor number must never be deregistered from under another socket.
     std::optional<asio::posix::stream_descriptor> cfd_;
     std::optional<asio::posix::stream_descriptor> bfd_;
     ssh_session srv_ = nullptr;
     ssh_session be_ = nullptr;
+    ssh_event srv_ev_ = nullptr;
+    ssh_event be_ev_ = nullptr;
+    int ready_spins_ = 0;
     std::string peer_;
     std::string peer_addr_;
     SessionScope scope_;
@@ -477,7 +517,14 @@ private:
     std::string identity_;
     std::vector<std::string> groups_;
     std::string proven_key_fp_;  ///< a client key whose signature libssh verified
-    enum class Kbd { none, waiting_prompt, prompted, waiting_result, failing } kbd_ = Kbd::none;
+    enum class Kbd { none, waiting_prompt, prompted, bg_prompted, waiting_result, failing } kbd_ = Kbd::none;
+    ssh_message admit_msg_ = nullptr;  ///< the approved sign-in, answered once the backend is ready
+    std::string admit_method_;
+    std::optional<breakglass::Decision> bg_decision_;
+    std::optional<breakglass::Grant> grant_;  ///< the consumed emergency account of a break-glass session
+    std::optional<std::chrono::milliseconds> cap_;
+    std::chrono::milliseconds warn_{std::chrono::minutes(5)};
+    std::string cap_source_;
     ssh_message held_ = nullptr;
     bool device_started_ = false;
     std::optional<std::string> device_url_;
@@ -527,7 +574,7 @@ asio::awaitable<void> Connection::run() {
         co_return;
     }
     ssh_set_blocking(srv_, 0);
-    cfd_.emplace(ex_, fd);
+    cfd_.emplace(ex_, ::dup(fd));
     grace_deadline_ = steady::now() + svc_->cfg.ssh.login_grace;
     {
         std::lock_guard lk(svc_->sessions_mu);
@@ -549,6 +596,7 @@ asio::awaitable<void> Connection::run() {
         const bool progress = step();
         if (ending_ && steady::now() >= linger_deadline_) break;
         if (progress) {
+            ready_spins_ = 0;
             if (++spins >= 64) {
                 spins = 0;
                 co_await asio::post(ex_, asio::use_awaitable);  // let other connections run
@@ -569,7 +617,20 @@ asio::awaitable<void> Connection::run() {
         if (target_ && target_->idle_timeout && phase_ == Phase::open) {
             until = std::min(until, last_activity_ + *target_->idle_timeout);
         }
+        const auto slept_from = steady::now();
         co_await wait(until);
+        if (scope_.opened() && steady::now() - slept_from >= 900ms && std::getenv("GG_SSH_DEBUG")) {
+            for (const auto& p : pairs_) {
+                scope_.log().info(
+                    "idle channel: b_open={} c_closed={} c_rclosed={} c_isclosed={} b_closed={} b_rclosed={} b_isclosed={} "
+                    "b_eof={} c_eof={} out={} err={} in={} eof_sent c={} b={} exit={} reqs={} poll={}/{} flags={:#x}/{:#x}",
+                    p->b_open, p->c_closed, p->c_remote_closed, ssh_channel_is_closed(p->c), p->b_closed, p->b_remote_closed,
+                    p->b ? ssh_channel_is_closed(p->b) : -1, p->b ? ssh_channel_is_eof(p->b) : -1, ssh_channel_is_eof(p->c),
+                    p->to_client.size(), p->to_client_err.size(), p->to_backend.size(), p->c_eof_sent, p->b_eof_sent,
+                    p->exit_status.value_or(-1), p->requests.size(), p->b ? ssh_channel_poll(p->b, 0) : -9,
+                    p->b ? ssh_channel_poll(p->b, 1) : -9, ssh_get_poll_flags(srv_), be_ ? ssh_get_poll_flags(be_) : 0);
+            }
+        }
     }
     {
         std::lock_guard lk(svc_->sessions_mu);
@@ -579,25 +640,41 @@ asio::awaitable<void> Connection::run() {
     if (scope_.opened()) {
         co_await scope_.close(why, detail_, bytes_in_, bytes_out_);
     }
+    if (grant_) {
+        svc_->breakglass->session_closed(*grant_, session::to_string(why), session::TimePoint(
+            std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now())));
+    }
     teardown();
 }
 
 void Connection::teardown() {
-    // Asio lets go of the sockets first (libssh owns and closes them).
+    // Asio's duplicates first (closing them cancels the waits), then libssh's sessions.
     boost::system::error_code ec;
     if (cfd_) {
-        cfd_->cancel(ec);
-        (void)cfd_->release();
+        cfd_->close(ec);
         cfd_.reset();
     }
     if (bfd_) {
-        bfd_->cancel(ec);
-        (void)bfd_->release();
+        bfd_->close(ec);
         bfd_.reset();
+    }
+    if (srv_ev_) {
+        if (srv_) ssh_event_remove_session(srv_ev_, srv_);
+        ssh_event_free(srv_ev_);
+        srv_ev_ = nullptr;
+    }
+    if (be_ev_) {
+        if (be_) ssh_event_remove_session(be_ev_, be_);
+        ssh_event_free(be_ev_);
+        be_ev_ = nullptr;
     }
     if (held_) {
         ssh_message_free(held_);
         held_ = nullptr;
+    }
+    if (admit_msg_) {
+        ssh_message_free(admit_msg_);
+        admit_msg_ = nullptr;
     }
     for (auto& p : pairs_) {
         for (auto* m : p->requests) ssh_message_free(m);
@@ -644,14 +721,15 @@ bool Connection::step() {
             return progress;
         }
     }
+    if (pump_sessions()) progress = true;
     if (step_messages()) progress = true;
     if (phase_ == Phase::auth && step_auth()) progress = true;
     if (step_backend()) progress = true;
     for (auto it = pairs_.begin(); it != pairs_.end();) {
         Pair& p = **it;
         if (step_pair(p)) progress = true;
-        const bool c_done = p.c_closed || ssh_channel_is_closed(p.c);
-        const bool b_done = !p.b || p.b_closed || ssh_channel_is_closed(p.b) || p.b_failed;
+        const bool c_done = p.c_closed || p.c_remote_closed || ssh_channel_is_closed(p.c);
+        const bool b_done = !p.b || p.b_closed || p.b_remote_closed || ssh_channel_is_closed(p.b) || p.b_failed;
         if (c_done && b_done && p.to_client.empty() && p.to_client_err.empty()) {
             for (auto* m : p.requests) ssh_message_free(m);
             p.requests.clear();
@@ -673,7 +751,13 @@ bool Connection::step() {
         if (!(ssh_get_poll_flags(be_) & SSH_WRITE_PENDING)) b_unflushed_ = 0;
     }
     if (client_gone()) {
-        end(CloseReason::client_disconnect, "client closed the connection");
+        const std::string why = ssh_get_error(srv_);
+        if (reason_ == CloseReason::none && scope_.opened() && why.find("SSH_MSG_DISCONNECT") == std::string::npos) {
+            scope_.log().info("client connection lost: {}", why);
+        }
+        end(CloseReason::client_disconnect, why.find("SSH_MSG_DISCONNECT") != std::string::npos
+                                                ? "client closed the connection"
+                                                : "client connection lost: " + why);
         linger_deadline_ = now;
     } else if (backend_gone() && reason_ == CloseReason::none) {
         cut_all(CloseReason::backend_disconnect, "glassgate: the connection to " + target_->name + " was lost");
@@ -782,11 +866,14 @@ void Connection::on_publickey(ssh_message m) {
     ssh_message_free(m);
 }
 
-void Connection::refuse_auth(ssh_message m, const std::string& user_message, const std::string& log_reason) {
+void Connection::refuse_auth(ssh_message m, const std::string& user_message, const std::string& log_reason,
+                             bool counted) {
     spdlog::warn("ssh {}: sign-in refused: {} (login={}, identity={})", peer_, log_reason, login_user_, identity_);
-    svc_->metrics.inc("glassgate_ssh_auth_total", {{"method", "device"}, {"outcome", "denied"}});
-    audit("auth.denied", "denied", log_reason, {{"protocol", "ssh"}, {"login", login_user_}});
-    svc_->throttle.failure(peer_addr_, steady::now());
+    if (counted) {
+        svc_->metrics.inc("glassgate_ssh_auth_total", {{"method", "device"}, {"outcome", "denied"}});
+        audit("auth.denied", "denied", log_reason, {{"protocol", "ssh"}, {"login", login_user_}});
+        svc_->throttle.failure(peer_addr_, steady::now());
+    }
     // The prompt is the one text every ssh client shows (the instruction is hidden by ssh -q).
     const std::string prompt = "glassgate: " + user_message + "\nPress Enter to disconnect: ";
     const char* prompts[] = {prompt.c_str()};
@@ -823,6 +910,10 @@ void Connection::on_kbd_start(ssh_message m) {
         refuse_auth(m, "there is no SSH target \"" + login_->target + "\" on this proxy", "unknown target");
         return;
     }
+    if (!login_->hint.empty() && svc_->breakglass && svc_->breakglass->is_account(login_->hint)) {
+        on_breakglass_start(m);
+        return;
+    }
     if (!svc_->idp) {
         refuse_auth(m, "single sign-on is not configured on this proxy", "no [idp] configured");
         return;
@@ -830,6 +921,47 @@ void Connection::on_kbd_start(ssh_message m) {
     held_ = m;
     kbd_ = Kbd::waiting_prompt;
     start_device_login();
+}
+
+void Connection::on_breakglass_start(ssh_message m) {
+    // Emergency access: ACCOUNT:TARGET. Passphrase (not echoed) and reason in one exchange.
+    const std::string p1 = "glassgate emergency access: passphrase for " + login_->hint + ": ";
+    const std::string p2 = "Reason (incident or ticket): ";
+    const char* prompts[] = {p1.c_str(), p2.c_str()};
+    char echo[] = {0, 1};
+    ssh_message_auth_interactive_request(
+        m, "glassgate emergency access",
+        ("Emergency access to " + target_->name + " is recorded in full, time-limited and alerted.").c_str(), 2,
+        prompts, echo);
+    ssh_message_free(m);
+    kbd_ = Kbd::bg_prompted;
+}
+
+void Connection::on_breakglass_response(ssh_message m) {
+    const int n = ssh_userauth_kbdint_getnanswers(srv_);
+    const char* pass = n >= 1 ? ssh_userauth_kbdint_getanswer(srv_, 0) : nullptr;
+    const char* why = n >= 2 ? ssh_userauth_kbdint_getanswer(srv_, 1) : nullptr;
+    held_ = m;
+    kbd_ = Kbd::waiting_result;
+    std::weak_ptr<Connection> weak = shared_from_this();
+    auto attempt = std::make_shared<breakglass::Attempt>(breakglass::Attempt{
+        .account = login_->hint, .passphrase = Secret(std::string(pass ? pass : "")), .reason = why ? why : "",
+        .target = target_->name, .source = peer_, .session_id = scope_.reserve_id(), .protocol = "ssh"});
+    auto bg = svc_->breakglass;
+    asio::co_spawn(
+        ex_,
+        [bg, attempt]() -> asio::awaitable<breakglass::Decision> { co_return co_await bg->authenticate(*attempt); },
+        asio::bind_executor(ex_, [weak](std::exception_ptr e, breakglass::Decision d) {
+            auto self = weak.lock();
+            if (!self) return;
+            if (e) {
+                d = {};
+                d.public_message = "emergency sign-in failed";
+                d.log_reason = "break-glass check failed with an internal error";
+            }
+            self->bg_decision_ = std::move(d);
+            self->kick();
+        }));
 }
 
 void Connection::start_device_login() {
@@ -866,6 +998,10 @@ void Connection::on_kbd_response(ssh_message m) {
         end(CloseReason::auth_failed, failing_reason_);
         return;
     }
+    if (kbd_ == Kbd::bg_prompted) {
+        on_breakglass_response(m);
+        return;
+    }
     if (kbd_ != Kbd::prompted) {
         ssh_message_reply_default(m);
         ssh_message_free(m);
@@ -894,6 +1030,23 @@ bool Connection::step_auth() {
         ssh_message_free(held_);
         held_ = nullptr;
         kbd_ = Kbd::prompted;
+        return true;
+    }
+    if (kbd_ == Kbd::waiting_result && held_ && bg_decision_) {
+        auto* m = std::exchange(held_, nullptr);
+        auto d = std::move(*bg_decision_);
+        bg_decision_.reset();
+        if (!d.ok()) {
+            // The break-glass service has audited and alerted the refusal itself.
+            svc_->throttle.failure(peer_addr_, steady::now());
+            refuse_auth(m, d.public_message, "break-glass: " + d.log_reason, false);
+            return true;
+        }
+        grant_ = std::move(d.grant);
+        cap_ = grant_->max_session;
+        warn_ = grant_->warn_before;
+        cap_source_ = "emergency access limit of rule \"" + grant_->rule_name + "\"";
+        admit(m, login_->hint, {}, "breakglass");
         return true;
     }
     if (kbd_ == Kbd::waiting_result && held_ && device_result_) {
@@ -929,35 +1082,44 @@ void Connection::admit(ssh_message m, const std::string& identity, const std::ve
                        const std::string& method) {
     identity_ = identity;
     groups_ = groups;
+    if (!grant_) {
+        cap_ = target_->max_session;
+        warn_ = target_->warn_before.value_or(5min);
+        cap_source_ = "time limit of target \"" + target_->name + "\"";
+    }
     SessionScope::Open o;
     o.identity = identity_;
-    o.method = session::AuthMethod::sso;
+    o.method = grant_ ? session::AuthMethod::breakglass : session::AuthMethod::sso;
     o.auth_detail = method;
     o.target = target_->name;
-    if (target_->max_session) o.cap = std::chrono::duration_cast<std::chrono::microseconds>(*target_->max_session);
+    if (grant_) o.reason = grant_->reason;
+    if (cap_) o.cap = std::chrono::duration_cast<std::chrono::microseconds>(*cap_);
     o.extra = {{"login", login_user_}, {"backend_user", target_->backend_user}};
+    if (grant_) o.extra["rule"] = grant_->rule_name;
     if (!scope_.open(o)) {
+        if (grant_) svc_->breakglass->session_closed(*grant_, "recording_failed", session::TimePoint(
+            std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now())));
         refuse_auth(m, "glassgate cannot record this session, so it is refused", "recording unavailable");
         return;
     }
     svc_->metrics.inc("glassgate_ssh_auth_total", {{"method", method}, {"outcome", "ok"}});
     svc_->metrics.inc("glassgate_auth_total", {{"method", "ssh-" + method}, {"outcome", "ok"}});
     svc_->throttle.success(peer_addr_);
-    ssh_message_auth_reply_success(m, 0);
-    ssh_message_free(m);
-    phase_ = Phase::open;
+    // The sign-in is answered once the backend is ready, so that a backend problem reaches the user
+    // as a clear message in the prompt instead of a failed channel.
+    admit_msg_ = m;
+    admit_method_ = method;
     kbd_ = Kbd::none;
+    grace_deadline_ = steady::time_point::max();
     scope_.log().info("ssh session: {} ({}) -> {} as {} from {}", identity_, method, target_->name,
                       target_->backend_user, peer_);
     // The cap and its warnings count from the start of the session.
     const auto t0 = scope_.started();
-    if (target_->max_session) {
-        deadline_ = t0 + *target_->max_session;
-        const auto warn = target_->warn_before.value_or(5min);
-        if (warn > 0ms && warn < *target_->max_session) {
-            warnings_.emplace_back(*deadline_ - warn, config::format_duration(warn));
-        }
-        if (1min < *target_->max_session && warn != 1min) warnings_.emplace_back(*deadline_ - 1min, "1m");
+    if (cap_) {
+        deadline_ = t0 + *cap_;
+        const auto warn = warn_;
+        if (warn > 0ms && warn < *cap_) warnings_.emplace_back(*deadline_ - warn, config::format_duration(warn));
+        if (1min < *cap_ && warn != 1min) warnings_.emplace_back(*deadline_ - 1min, "1m");
         std::sort(warnings_.begin(), warnings_.end());
     }
     last_activity_ = steady::now();
@@ -1027,11 +1189,22 @@ void Connection::admit(ssh_message m, const std::string& identity, const std::ve
 
 // --- the backend leg -------------------------------------------------------------------------
 
+void Connection::finish_admit() {
+    ssh_message_auth_reply_success(admit_msg_, 0);
+    ssh_message_free(admit_msg_);
+    admit_msg_ = nullptr;
+    phase_ = Phase::open;
+}
+
 void Connection::fail_backend(const std::string& why, const std::string& user_message) {
     if (be_state_ == Be::failed) return;
     be_state_ = Be::failed;
     be_deadline_ = steady::time_point::max();
     be_error_user_ = "glassgate: " + user_message;
+    if (admit_msg_) {
+        auto* m = std::exchange(admit_msg_, nullptr);
+        refuse_auth(m, user_message, "backend unavailable: " + why, false);
+    }
     if (scope_.opened()) scope_.log().error("backend: {}", why);
     annotate("backend connection failed: " + why);
     audit("backend.error", "error", why);
@@ -1064,7 +1237,7 @@ bool Connection::step_backend() {
         ssh_options_set(be_, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null");
         ssh_options_set(be_, SSH_OPTIONS_FD, &backend_fd_);
         ssh_set_blocking(be_, 0);
-        bfd_.emplace(ex_, backend_fd_);
+        bfd_.emplace(ex_, ::dup(backend_fd_));
         be_state_ = Be::connecting;
     }
     if (be_state_ == Be::connecting) {
@@ -1117,6 +1290,7 @@ bool Connection::step_backend() {
         be_password_.clear();
         scope_.activate();
         annotate("connected to " + target_->address.to_string() + " as " + target_->backend_user);
+        if (admit_msg_) finish_admit();
         return true;
     }
     return false;
@@ -1157,6 +1331,7 @@ void Connection::on_channel_open(ssh_message m) {
     p->c_cb.userdata = p.get();
     p->c_cb.channel_signal_function = &Connection::on_client_signal;
     p->c_cb.channel_auth_agent_req_function = &Connection::on_agent_request;
+    p->c_cb.channel_close_function = &Connection::on_client_close;
     ssh_set_channel_callbacks(p->c, &p->c_cb);
     any_channel_ = true;
     if (be_state_ == Be::failed) {
@@ -1278,6 +1453,7 @@ bool Connection::step_pair(Pair& p) {
         p.b_cb.userdata = &p;
         p.b_cb.channel_exit_status_function = &Connection::on_exit_status;
         p.b_cb.channel_exit_signal_function = &Connection::on_exit_signal;
+        p.b_cb.channel_close_function = &Connection::on_backend_close;
         ssh_set_channel_callbacks(p.b, &p.b_cb);
         p.b_opening = true;
         progress = true;
@@ -1328,8 +1504,8 @@ bool Connection::step_pair(Pair& p) {
 bool Connection::relay(Pair& p) {
     bool progress = false;
     char tmp[read_chunk];
-    const bool c_alive = !p.c_closed && !ssh_channel_is_closed(p.c);
-    const bool b_alive = p.b_open && !p.b_closed && !ssh_channel_is_closed(p.b);
+    const bool c_alive = !p.c_closed && !p.c_remote_closed && !ssh_channel_is_closed(p.c);
+    const bool b_alive = p.b_open && !p.b_closed && !p.b_remote_closed && !ssh_channel_is_closed(p.b);
     const EventKind out_kind = EventKind::term_output;
     // While the recording writer is behind, stop reading (back-pressure) rather than lose events.
     if (scope_.buffered() > svc_->cfg.server.recording_buffer_bytes / 2) {
@@ -1404,9 +1580,9 @@ bool Connection::relay(Pair& p) {
         p.b_eof_sent = true;
         progress = true;
     }
-    const bool b_finished = p.b_failed || (p.b_open && (ssh_channel_is_closed(p.b) || p.b_closed) &&
+    const bool b_finished = p.b_failed || (p.b_open && (p.b_remote_closed || ssh_channel_is_closed(p.b) || p.b_closed) &&
                                            ssh_channel_poll(p.b, 0) <= 0 && ssh_channel_poll(p.b, 1) <= 0);
-    const bool b_eof = p.b_open && (ssh_channel_is_eof(p.b) || ssh_channel_is_closed(p.b));
+    const bool b_eof = p.b_open && (ssh_channel_is_eof(p.b) || p.b_remote_closed || ssh_channel_is_closed(p.b));
     if (c_alive && !p.c_eof_sent && !p.cutting && b_eof && p.to_client.empty() && p.to_client_err.empty() &&
         ssh_channel_poll(p.b, 0) <= 0 && ssh_channel_poll(p.b, 1) <= 0) {
         ssh_channel_send_eof(p.c);
@@ -1485,6 +1661,11 @@ void Connection::cut_all(CloseReason why, const std::string& message) {
 
 bool Connection::check_time(steady::time_point now) {
     if (ending_) return false;
+    if (now >= be_deadline_) {
+        fail_backend("timed out connecting to " + target_->address.to_string(),
+                     "glassgate cannot reach " + target_->name + " (timed out)");
+        return true;
+    }
     if (phase_ != Phase::open) {
         if (kbd_ == Kbd::none && now >= grace_deadline_) {
             spdlog::info("ssh {}: no sign-in within {}; closing", peer_, config::format_duration(svc_->cfg.ssh.login_grace));
@@ -1495,14 +1676,9 @@ bool Connection::check_time(steady::time_point now) {
         }
         return false;
     }
-    if (now >= be_deadline_) {
-        fail_backend("timed out connecting to " + target_->address.to_string(),
-                     "glassgate cannot reach " + target_->name + " (timed out)");
-        return true;
-    }
     if (next_warning_ < warnings_.size() && now >= warnings_[next_warning_].first) {
-        const std::string text = "glassgate: this session ends in " + warnings_[next_warning_].second +
-                                 " (time limit of target \"" + target_->name + "\")";
+        const std::string text = "glassgate: this session ends in " + warnings_[next_warning_].second + " (" +
+                                 cap_source_ + ")";
         ++next_warning_;
         annotate("time-cap warning sent: " + text);
         for (auto& p : pairs_) {
@@ -1518,9 +1694,9 @@ bool Connection::check_time(steady::time_point now) {
     }
     if (deadline_ && now >= *deadline_) {
         annotate("time cap reached: session ended");
-        cut_all(CloseReason::time_cap, "glassgate: session time limit reached (target \"" + target_->name +
-                                           "\" allows " + config::format_duration(*target_->max_session) + ")");
-        end(CloseReason::time_cap, "session time limit (" + config::format_duration(*target_->max_session) + ") reached");
+        cut_all(CloseReason::time_cap, "glassgate: session time limit reached (" + cap_source_ + ": " +
+                                           config::format_duration(*cap_) + ")");
+        end(CloseReason::time_cap, "session time limit (" + config::format_duration(*cap_) + ") reached");
         deadline_.reset();
         return true;
     }

@@ -26,6 +26,10 @@
 #include "glassgate/proxy/recording_writer.hpp"
 #include "glassgate/proxy/state_store.hpp"
 
+namespace gg::proxy::breakglass {
+class Service;
+}
+
 namespace gg::proxy::ssh {
 
 /// Failed sign-ins per source address, with a doubling wait once `max_failures` is reached.
@@ -79,6 +83,7 @@ struct Services {
     std::shared_ptr<identity::IdentityProvider> idp;  ///< null without [idp]: SSO sign-in is refused
     Metrics& metrics;
     std::atomic<std::uint64_t>& active_sessions;
+    std::shared_ptr<breakglass::Service> breakglass;  ///< ACCOUNT:TARGET logins; null: none
     std::shared_ptr<boost::asio::thread_pool> blocking;
     AuthThrottle throttle;
     ApprovalCache approvals;
