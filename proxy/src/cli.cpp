@@ -124,11 +124,6 @@ const std::vector<Command>& commands() {
     return table;
 }
 
-// Commands that later versions add; named here so users get a clear answer, not "unknown command".
-const std::vector<std::string>& planned() {
-    static const std::vector<std::string> names = {};
-    return names;
-}
 
 const std::vector<std::string> groups = {"config", "secret", "sessions", "breakglass", "emergency", "target"};
 
@@ -225,11 +220,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
     }
     auto it = std::find_if(commands().begin(), commands().end(), [&](const Command& c) { return c.name == name; });
     if (it == commands().end()) {
-        if (std::find(planned().begin(), planned().end(), argv[0]) != planned().end()) {
-            err << "glassgate: '" << argv[0] << "' is not available in this version yet\n";
-        } else {
-            err << "glassgate: unknown command '" << name << "'; run `glassgate --help` for the list\n";
-        }
+        err << "glassgate: unknown command '" << name << "'; run `glassgate --help` for the list\n";
         return exit_usage;
     }
     const Command& cmd = *it;
