@@ -53,7 +53,7 @@ constexpr std::string_view log_keys[] = {"level", "format"};
 constexpr std::string_view target_keys[] = {"name",        "protocol",    "address",      "backend_user", "allow",
                                             "max_session", "warn_before", "idle_timeout", "database",     "databases",
                                             "tls",         "ca_file",     "record_rows",  "host_key",     "allow_port_forwarding",
-                                            "record_sftp_contents"};
+                                            "record_sftp_contents", "authorized_keys"};
 constexpr std::string_view postgres_only_keys[] = {"database", "databases", "tls", "ca_file", "record_rows"};
 constexpr std::string_view fallback_keys[] = {"name",        "trigger",        "accounts",        "targets", "max_session",
                                               "warn_before", "require_reason", "rotate_on_close", "notify"};
@@ -415,7 +415,7 @@ private:
         }
         if (protocol == Protocol::postgres) {
             for (const auto key : {std::string_view("host_key"), std::string_view("allow_port_forwarding"),
-                                   std::string_view("record_sftp_contents")}) {
+                                   std::string_view("record_sftp_contents"), std::string_view("authorized_keys")}) {
                 if (t.has(key)) {
                     t.error(key, "key " + in_quotes(key) + " is not allowed for postgres targets (ssh only)");
                 }
@@ -431,6 +431,13 @@ private:
             }
             assign(target.allow_port_forwarding, t.read_bool("allow_port_forwarding"));
             assign(target.record_sftp_contents, t.read_bool("record_sftp_contents"));
+            if (auto v = t.read_string("authorized_keys")) {
+                if (v->empty() || v->find_first_of(std::string_view("\n\r\0", 3)) != std::string::npos) {
+                    t.error("authorized_keys", "must be a non-empty path on one line");
+                } else {
+                    target.authorized_keys = std::move(*v);
+                }
+            }
         }
         return target;
     }

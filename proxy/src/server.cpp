@@ -23,6 +23,7 @@
 #include "glassgate/proxy/recording_writer.hpp"
 #include "glassgate/proxy/rotation.hpp"
 #include "glassgate/proxy/ssh/ssh_proxy.hpp"
+#include "glassgate/proxy/ssh/ssh_rotator.hpp"
 #include "glassgate/proxy/state_dir.hpp"
 #include "glassgate/proxy/state_store.hpp"
 
@@ -159,6 +160,7 @@ struct Server::Impl {
         bg = std::make_shared<breakglass::Service>(cfg, *store, idp, metrics, notifier, pool);
         rotator = std::make_shared<rotation::Worker>(asio::make_strand(io), pool, cfg, *store, state.secrets_key(), metrics,
                                                      notifier);
+        rotator->set_rotator(config::Protocol::ssh, ssh::backend_key_rotator());
         if (pg) {
             pg->breakglass = bg;
             rotator->set_keep_pids([p = pg.get()](const std::string&) { return p->cancels.backend_pids(); });

@@ -95,6 +95,8 @@ struct Target {
     std::string host_key;                    ///< pinned backend host key, "ssh-ed25519 AAAA..." (required for ssh)
     bool allow_port_forwarding = false;      ///< client `direct-tcpip` channels (ssh -L) relayed through the backend
     bool record_sftp_contents = false;       ///< record SFTP file contents, not just operations, sizes and hashes
+    std::string authorized_keys = "~/.ssh/authorized_keys";  ///< backend_user's authorized_keys file on the backend,
+                                             ///< rewritten by key rotation ("~/" = the user's home)
 };
 
 enum class FallbackTrigger { idp_unreachable, declared };
