@@ -104,6 +104,9 @@ int replay_terminal(const session::DecodedRecording& rec, const Args& args, Io& 
             case session::EventKind::subsystem:
                 io.err << "# subsystem " << as_chars(ev.payload) << "\n";
                 break;
+            case session::EventKind::sftp:
+                io.err << "# sftp " << as_chars(ev.payload) << "\n";
+                break;
             case session::EventKind::exit_status:
                 if (auto s = session::decode_exit_status(ev.payload)) io.err << "# exit status " << *s << "\n";
                 break;

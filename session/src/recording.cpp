@@ -89,6 +89,7 @@ std::string event_kind_name(EventKind kind) {
         case EventKind::exit_status: return "exit_status";
         case EventKind::exit_signal: return "exit_signal";
         case EventKind::subsystem: return "subsystem";
+        case EventKind::sftp: return "sftp";
         case EventKind::pg_frontend: return "pg_frontend";
         case EventKind::pg_backend: return "pg_backend";
     }

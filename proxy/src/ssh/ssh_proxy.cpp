@@ -27,6 +27,7 @@
 
 #include "glassgate/config/loader.hpp"
 #include "glassgate/protocols/ssh/decisions.hpp"
+#include "glassgate/protocols/ssh/sftp.hpp"
 #include "glassgate/proxy/breakglass.hpp"
 #include "glassgate/proxy/logging.hpp"
 #include "glassgate/proxy/secret_store.hpp"
@@ -267,6 +268,8 @@ struct Pair {
     std::string cut_message;
     std::optional<int> exit_status;
     std::optional<session::ExitSignal> exit_signal;
+    std::unique_ptr<gg::ssh::SftpObserver> sftp;  ///< set on sftp channels: operations are recorded, not bytes
+    bool sftp_raw = false;                          ///< record the raw bytes too (record_sftp_contents, or unparseable)
     bool exit_sent = false;
     ssh_channel_callbacks_struct c_cb{};
     ssh_channel_callbacks_struct b_cb{};
@@ -426,6 +429,29 @@ private:
         return false;
     }
     void annotate(const std::string& text) { (void)record(EventKind::annotation, Direction::none, text); }
+    /// Channel data: on SFTP channels the file operations (and the bytes only when configured or
+    /// when the stream cannot be parsed), elsewhere the bytes.
+    bool record_data(Pair& p, bool sftp_stream, EventKind kind, Direction dir, std::string_view bytes) {
+        if (p.sftp && sftp_stream) {
+            if (!p.sftp->failed()) {
+                sftp_events_.clear();
+                if (dir == Direction::client_to_server) {
+                    p.sftp->client_bytes(as_bytes(bytes), sftp_events_);
+                } else {
+                    p.sftp->server_bytes(as_bytes(bytes), sftp_events_);
+                }
+                for (const auto& e : sftp_events_) {
+                    if (!record(EventKind::sftp, dir, e)) return false;
+                }
+                if (p.sftp->failed()) {
+                    annotate("SFTP stream not parseable (" + p.sftp->failure() + "): raw bytes recorded from here");
+                    p.sftp_raw = true;
+                }
+            }
+            if (!p.sftp_raw) return true;
+        }
+        return record(kind, dir, bytes);
+    }
     void recording_failed() {
         if (reason_ != CloseReason::none && reason_ != CloseReason::recording_failed) return;
         cut_all(CloseReason::recording_failed, "glassgate: recording failed, so the session is ended");
@@ -544,6 +570,7 @@ private:
     std::size_t c_unflushed_ = 0, b_unflushed_ = 0;
 
     std::list<std::unique_ptr<Pair>> pairs_;
+    std::vector<std::string> sftp_events_;
     std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
     steady::time_point last_activity_ = steady::now();
     std::optional<steady::time_point> deadline_;
@@ -1430,6 +1457,10 @@ bool Connection::start_request(Pair& p, ssh_message m, bool& done) {
                 if (!d.relay) return refuse(d.message);
                 p.use = Use::subsystem;
                 if (!record(EventKind::subsystem, Direction::client_to_server, n)) return reply(false);
+                if (n == "sftp") {
+                    p.sftp = std::make_unique<gg::ssh::SftpObserver>();
+                    p.sftp_raw = target_->record_sftp_contents;
+                }
             }
             return finish(ssh_channel_request_subsystem(p.b, n.c_str()));
         }
@@ -1520,8 +1551,8 @@ bool Connection::relay(Pair& p) {
             while (q.size() < pending_cap) {
                 const int n = ssh_channel_read_nonblocking(p.b, tmp, static_cast<std::uint32_t>(read_chunk), is_err);
                 if (n <= 0) break;
-                if (!record(is_err ? EventKind::term_stderr : out_kind, Direction::server_to_client,
-                            std::string_view(tmp, static_cast<std::size_t>(n)))) {
+                if (!record_data(p, !is_err, is_err ? EventKind::term_stderr : out_kind, Direction::server_to_client,
+                                 std::string_view(tmp, static_cast<std::size_t>(n)))) {
                     return true;
                 }
                 q.append(tmp, static_cast<std::size_t>(n));
@@ -1535,7 +1566,8 @@ bool Connection::relay(Pair& p) {
         while (p.b_open && p.to_backend.size() < pending_cap) {
             const int n = ssh_channel_read_nonblocking(p.c, tmp, static_cast<std::uint32_t>(read_chunk), 0);
             if (n <= 0) break;
-            if (!record(EventKind::term_input, Direction::client_to_server, std::string_view(tmp, static_cast<std::size_t>(n)))) {
+            if (!record_data(p, true, EventKind::term_input, Direction::client_to_server,
+                             std::string_view(tmp, static_cast<std::size_t>(n)))) {
                 return true;
             }
             p.to_backend.append(tmp, static_cast<std::size_t>(n));

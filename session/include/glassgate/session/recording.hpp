@@ -60,6 +60,7 @@ enum class EventKind : std::uint8_t {
     exit_status = 0x26,  ///< u32 exit status: encode_exit_status
     exit_signal = 0x27,  ///< encode_exit_signal
     subsystem = 0x28,    ///< subsystem name, e.g. "sftp"
+    sftp = 0x29,         ///< one SFTP file operation as a JSON object (open/close with sizes and SHA-256, rename, ...)
 
     pg_frontend = 0x40,  ///< whole PostgreSQL frontend messages as relayed (client_to_server)
     pg_backend = 0x41,   ///< whole PostgreSQL backend messages as relayed (server_to_client)
