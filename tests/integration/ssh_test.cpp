@@ -31,6 +31,7 @@ namespace {
 
 struct StackOptions {
     int max_auth_failures = 100;  ///< high: the tests all come from 127.0.0.1
+    std::string extra_config;     ///< appended to the configuration (e.g. [[fallback]] rules)
 };
 
 /// sshd + IdP + glassgate serve with SSH targets:
@@ -54,7 +55,8 @@ struct Stack {
         const auto target = [&](const std::string& name, const std::string& address, const std::string& host_key,
                                 const std::string& extra) {
             return "[[target]]\nname = \"" + name + "\"\nprotocol = \"ssh\"\naddress = \"" + address + "\"\nhost_key = \"" +
-                   host_key + "\"\nbackend_user = \"" + sshd.user() + "\"\nallow = [\"alice\", \"group:dba\"]\n" + extra;
+                   host_key + "\"\nbackend_user = \"" + sshd.user() + "\"\nallow = [\"alice\", \"group:dba\"]\n" +
+                   "authorized_keys = \"" + sshd.authorized_keys().string() + "\"\n" + extra;
         };
         const std::string here = "127.0.0.1:" + std::to_string(sshd.port());
         std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
@@ -66,7 +68,7 @@ struct Stack {
                            << target("badkey", here,
                                      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpjwoLWzUQ3aZIuvbIHTqN25OeSrb0Z7PPAgsAOYjVj", "")
                            << target("down", "127.0.0.1:" + std::to_string(free_port()), sshd.host_public_key(), "")
-                           << target("wrongcred", here, sshd.host_public_key(), "");
+                           << target("wrongcred", here, sshd.host_public_key(), "") << o.extra_config;
         for (const auto* t : {"web01", "capped", "badkey", "down"}) {
             auto set = run({GG_BINARY, "secret", "set", t, "--config", cfg.string(), "--from-file", sshd.client_key().string()});
             REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
@@ -120,6 +122,8 @@ struct Stack {
         EnvChanges env;
         std::filesystem::path log;
     };
+    std::string passphrase;  ///< what askpass answers to a break-glass passphrase prompt
+    std::string reason;      ///< ... and to the reason prompt
     Call call_env(const std::string& approve_as, bool deny = false) {
         Call c;
         c.log = dir / ("ask-" + std::to_string(++calls) + ".log");
@@ -129,7 +133,9 @@ struct Stack {
                      {"GG_ASKPASS_LOG", c.log.string()},
                      {"GG_APPROVE_AS", approve_as},
                      {"GG_APPROVE_FLAGS", deny ? "--deny" : ""},
-                     {"GG_APPROVE_SCRIPT", (IdpPeer::scripts_dir() / "approve.mjs").string()}};
+                     {"GG_APPROVE_SCRIPT", (IdpPeer::scripts_dir() / "approve.mjs").string()},
+                     {"GG_PASSPHRASE", passphrase},
+                     {"GG_REASON", reason}};
         return c;
     }
 
@@ -297,6 +303,20 @@ TEST_CASE("scp and sftp upload and download") {
         CHECK(sha256_of(src) == sha256_of(sftp_back));
         CHECK(std::filesystem::is_directory(s.dir / "newdir"));
         CHECK(!std::filesystem::exists(s.dir / "renamed.bin"));
+        // The recording holds the file operations with sizes and hashes, not the 20 MB of contents.
+        const auto id = s.newest_sealed_session();
+        auto replay = run({GG_BINARY, "replay", id, "--config", s.config(), "--speed", "1000"});
+        INFO(replay.err);
+        const auto hash = sha256_of(src);
+        CHECK(replay.err.find(R"({"op":"close","path":")" + sftp_remote.string() + R"(","read":0,"written":20000000,"sha256":")" +
+                              hash + "\"}") != std::string::npos);
+        CHECK(replay.err.find(R"("read":20000000,"written":0,"sha256":")" + hash) != std::string::npos);
+        CHECK(replay.err.find(R"({"op":"mkdir","path":")" + (s.dir / "newdir").string() + R"(","status":"ok"})") !=
+              std::string::npos);
+        CHECK(replay.err.find(R"({"op":"rename","path":")") != std::string::npos);
+        CHECK(replay.err.find(R"({"op":"remove","path":")") != std::string::npos);
+        const auto rec_size = std::filesystem::file_size(s.dir / "state" / "recordings" / (id + ".ggrec"));
+        CHECK(rec_size < 1000000u);
     }
 }
 
@@ -516,4 +536,63 @@ TEST_CASE("repeated failed sign-ins from one address make it wait") {
                   blocked.prompts);
     CHECK(blocked.prompts.find("/device") == std::string::npos);  // no device code was started
     CHECK(s.audit().find("source throttled after repeated failures") != std::string::npos);
+}
+
+TEST_CASE("break-glass over SSH: refused outside an emergency; staged passphrase and reason; single use; key rotated") {
+    Stack s(StackOptions{.extra_config = "[[fallback]]\nname = \"declared-ssh\"\ntrigger = \"declared\"\n"
+                                         "accounts = [\"bg-oncall\"]\ntargets = [\"web*\"]\nmax_session = \"1h\"\n"
+                                         "warn_before = \"5m\"\nrequire_reason = true\nrotate_on_close = true\n"});
+    auto stage = run({GG_BINARY, "breakglass", "stage", "bg-oncall", "--config", s.config()});
+    REQUIRE_MESSAGE(stage.exit_code == 0, stage.describe());
+    s.passphrase = stage.out.substr(0, stage.out.find('\n'));
+    s.reason = "INC-4711 disk full";
+
+    // The IdP is healthy and nothing is declared: refused, and the refusal is audited.
+    auto outside = s.ssh("bg-oncall:web01", "echo should-not-run", {}, "");
+    CHECK(outside.run.exit_code == 255);
+    CHECK(outside.run.out.empty());
+    CHECK_MESSAGE(outside.prompts.find("passphrase for bg-oncall") != std::string::npos, outside.prompts);
+    CHECK(s.audit().find("outside") != std::string::npos);
+
+    auto declare = run({GG_BINARY, "emergency", "declare", "--reason", "IdP maintenance", "--config", s.config()});
+    REQUIRE_MESSAGE(declare.exit_code == 0, declare.describe());
+
+    // A missing reason is refused (and does not consume the account).
+    s.reason = "";
+    auto no_reason = s.ssh("bg-oncall:web01", "echo should-not-run", {}, "");
+    CHECK(no_reason.run.exit_code == 255);
+    CHECK(no_reason.run.out.empty());
+    s.reason = "INC-4711 disk full";
+    // Not a target of the rule.
+    auto other = s.ssh("bg-oncall:capped", "echo should-not-run", {}, "");
+    CHECK(other.run.exit_code == 255);
+    CHECK(other.run.out.empty());
+
+    auto ok = s.ssh("bg-oncall:web01", "echo emergency-ok", {}, "");
+    CHECK_MESSAGE(ok.run.exit_code == 0, std::string(ok.run.describe() + ok.prompts));
+    CHECK(ok.run.out == "emergency-ok\n");
+    const auto id = s.newest_sealed_session();
+    auto listed = run({GG_BINARY, "sessions", "list", "--mode", "breakglass", "--config", s.config()});
+    CHECK(listed.out.find(id) != std::string::npos);
+
+    // Single use: the same passphrase again is refused.
+    auto again = s.ssh("bg-oncall:web01", "echo should-not-run", {}, "");
+    CHECK(again.run.exit_code == 255);
+    CHECK(again.run.out.empty());
+
+    // Rotation: glassgate's backend key is replaced; the old key no longer opens the backend.
+    REQUIRE_MESSAGE(wait_until([&] {
+        auto st = run({GG_BINARY, "emergency", "status", "--json", "--config", s.config()});
+        return st.exit_code == 0 && st.out.find("\"rotation_pending\":[]") != std::string::npos;
+    }, 60s), std::string(run({GG_BINARY, "emergency", "status", "--config", s.config()}).out + s.serve_log()));
+    auto old_key = run(s.sshd.ssh_argv("true"));
+    CHECK_MESSAGE(old_key.exit_code == 255, old_key.describe());
+    // ... and the new one works: an SSO session through glassgate reaches the backend.
+    auto sso = s.ssh("web01", "echo after-rotation");
+    CHECK_MESSAGE(sso.run.out == "after-rotation\n", sso.run.describe());
+
+    const auto story = run({GG_BINARY, "audit", "--session", id, "--config", s.config()}).out;
+    CHECK(story.find("session.start") != std::string::npos);
+    CHECK(story.find("INC-4711") != std::string::npos);
+    CHECK(story.find("session.end") != std::string::npos);
 }
