@@ -92,8 +92,12 @@ protocol = "ssh"
 address = "127.0.0.1:$GG_SSHD_PORT"
 host_key = "$GG_SSHD_HOST_KEY"
 backend_user = "$GG_SSHD_USER"
+authorized_keys = "$(dirname "$GG_SSHD_CLIENT_KEY")/authorized_keys"
 allow = ["alice"]
 max_session = "1h"
+
+[ssh]
+sso_cache = "30m"
 
 [[fallback]]
 name = "idp-down"
