@@ -61,7 +61,8 @@ struct Stack {
         const std::string here = "127.0.0.1:" + std::to_string(sshd.port());
         std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
                            << "[listen]\nssh = \"127.0.0.1:" << port << "\"\n"
-                           << "[ssh]\nlogin_grace = \"3s\"\nmax_auth_failures = " << o.max_auth_failures << "\n"
+                           << "[ssh]\nlogin_grace = \"3s\"\nsso_cache = \"10m\"\nmax_auth_failures = " << o.max_auth_failures
+                           << "\n"
                            << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
                            << target("web01", here, sshd.host_public_key(), "max_session = \"8h\"\n")
                            << target("capped", here, sshd.host_public_key(), "max_session = \"5s\"\nwarn_before = \"3s\"\n")
@@ -146,10 +147,10 @@ struct Stack {
     /// `ssh -p PORT LOGIN@127.0.0.1 -- COMMAND`, signing in as `approve_as`.
     Result ssh(const std::string& login, const std::string& command, const std::string& stdin_data = {},
                const std::string& approve_as = "alice", bool deny = false, std::vector<std::string> extra = {},
-               std::chrono::milliseconds timeout = 60s) {
+               std::chrono::milliseconds timeout = 60s, bool pubkey = false) {
         auto c = call_env(approve_as, deny);
         std::vector<std::string> argv = {"ssh"};
-        for (auto& o : client_options()) argv.push_back(std::move(o));
+        for (auto& o : client_options(pubkey)) argv.push_back(std::move(o));
         for (auto& o : extra) argv.push_back(std::move(o));
         argv.insert(argv.end(), {"-p", std::to_string(port), login + "@127.0.0.1", "--", command});
         Result r;
@@ -245,6 +246,22 @@ TEST_CASE("identity hint: alice:web01 signs in as alice; a different identity is
     CHECK(bad.run.exit_code == 255);
     CHECK(bad.prompts.find("you signed in as \"alice\", not \"bob\"") != std::string::npos);
     CHECK(s.audit().find("identity does not match the login name") != std::string::npos);
+}
+
+TEST_CASE("approval cache: the same proven client key is admitted again without a new approval") {
+    auto& s = shared();
+    auto first = s.ssh("alice:web01", "echo first", {}, "alice", false, {}, 60s, true);
+    CHECK_MESSAGE(first.run.out == "first\n", first.run.describe());
+    CHECK(first.prompts.find("/device") != std::string::npos);
+    auto second = s.ssh("alice:web01", "echo second", {}, "alice", false, {}, 60s, true);
+    CHECK_MESSAGE(second.run.out == "second\n", second.run.describe());
+    CHECK_MESSAGE(second.prompts.empty(), second.prompts);  // no prompt at all
+    CHECK(second.run.elapsed < 4s);
+    const auto id = s.newest_sealed_session();
+    CHECK(s.show(id).find("alice") != std::string::npos);
+    // Without the key, or for another target's cache entry, the approval is asked for again.
+    auto nokey = s.ssh("alice:capped", "echo third", {}, "alice");
+    CHECK(nokey.prompts.find("/device") != std::string::npos);
 }
 
 TEST_CASE("binary-safe 100 MiB round trip with matching SHA-256") {
