@@ -192,21 +192,28 @@ constexpr std::string_view read_script =
     "if [ -L \"$p\" ]; then exit 4; fi\n"
     "if [ ! -e \"$p\" ]; then exit 3; fi\n"
     "exec cat -- \"$p\"\n";
-// write: stdin "PATH\nSIZE\nCONTENTS"; writes a temp file in the same directory (0600), checks its
-// size, then renames it over PATH (atomic on one file system).
+// write: stdin "PATH\nOLD_SIZE\nNEW_SIZE\n" OLD NEW. Writes NEW to a temp file in the same directory
+// (0600), checks both sizes, refuses (exit 70) if the file no longer holds OLD (edited meanwhile:
+// the next attempt re-reads it), then renames the temp file over PATH (atomic on one file system).
 constexpr std::string_view write_script =
     "IFS= read -r p || exit 64\n"
+    "IFS= read -r o || exit 64\n"
     "IFS= read -r n || exit 64\n"
     "case \"$p\" in \"~/\"*) p=\"$HOME/${p#\"~/\"}\";; esac\n"
     "if [ -L \"$p\" ]; then exit 4; fi\n"
+    "if [ ! -f \"$p\" ]; then exit 70; fi\n"
     "umask 077\n"
     "d=$(dirname -- \"$p\") || exit 65\n"
-    "mkdir -p -- \"$d\" || exit 65\n"
     "t=$(mktemp \"$d/.glassgate-authorized_keys.XXXXXX\") || exit 66\n"
-    "if ! cat > \"$t\"; then rm -f -- \"$t\"; exit 67; fi\n"
-    "s=$(wc -c < \"$t\")\n"
-    "if [ $((s)) -ne $((n)) ]; then rm -f -- \"$t\"; exit 68; fi\n"
-    "if ! mv -f -- \"$t\" \"$p\"; then rm -f -- \"$t\"; exit 69; fi\n";
+    "e=$(mktemp \"$d/.glassgate-authorized_keys.XXXXXX\") || { rm -f -- \"$t\"; exit 66; }\n"
+    "c() { rm -f -- \"$t\" \"$e\"; }\n"
+    "if ! dd bs=1 count=$((o)) of=\"$e\" 2>/dev/null; then c; exit 67; fi\n"
+    "if ! cat > \"$t\"; then c; exit 67; fi\n"
+    "s=$(wc -c < \"$e\"); if [ $((s)) -ne $((o)) ]; then c; exit 68; fi\n"
+    "s=$(wc -c < \"$t\"); if [ $((s)) -ne $((n)) ]; then c; exit 68; fi\n"
+    "if ! cmp -s -- \"$e\" \"$p\"; then c; exit 70; fi\n"
+    "if ! mv -f -- \"$t\" \"$p\"; then c; exit 69; fi\n"
+    "rm -f -- \"$e\"\n";
 
 std::string sh_command(std::string_view script) { return "sh -c '" + std::string(script) + "'"; }
 
@@ -233,13 +240,20 @@ FileText read_authorized_keys(ssh_session s, const config::Target& t) {
     return f;
 }
 
-std::string write_authorized_keys(ssh_session s, const config::Target& t, const std::string& text) {
-    const std::string input = t.authorized_keys + "\n" + std::to_string(text.size()) + "\n" + text;
+/// Replaces the file's contents `old_text` (as read) by `text`; refused if the file changed meanwhile.
+std::string write_authorized_keys(ssh_session s, const config::Target& t, const std::string& old_text,
+                                  const std::string& text) {
+    const std::string input = t.authorized_keys + "\n" + std::to_string(old_text.size()) + "\n" +
+                              std::to_string(text.size()) + "\n" + old_text + text;
     auto r = exec(s, sh_command(write_script), input);
     if (!r.problem.empty()) return "writing " + t.authorized_keys + " on the backend: " + r.problem;
     if (r.status == 0) return {};
     if (r.status == 4) {
         return t.authorized_keys + " on the backend is a symbolic link; set the target's authorized_keys to the real file";
+    }
+    if (r.status == 70) {
+        return t.authorized_keys + " on the backend changed (or disappeared) while glassgate rewrote it; nothing was "
+               "written, the next attempt reads it again";
     }
     while (!r.err.empty() && (r.err.back() == '\n' || r.err.back() == '\r')) r.err.pop_back();
     return "writing " + t.authorized_keys + " on the backend failed (exit " + std::to_string(r.status) + ")" +
@@ -323,7 +337,7 @@ Outcome rotate_backend_key(const config::Target& t, const Secret& current, const
         }
         const auto with_new = gg::ssh::authorized_keys_with(*file.text, next_pub, rotated_comment());
         if (with_new != *file.text) {
-            if (auto err = write_authorized_keys(conn.s, t, with_new); !err.empty()) {
+            if (auto err = write_authorized_keys(conn.s, t, *file.text, with_new); !err.empty()) {
                 out.error = err;
                 return out;
             }
@@ -348,7 +362,7 @@ Outcome rotate_backend_key(const config::Target& t, const Secret& current, const
     }
     const auto without_old = gg::ssh::authorized_keys_without(text, cur_pub);
     if (without_old != text) {
-        if (auto err = write_authorized_keys(conn.s, t, without_old); !err.empty()) {
+        if (auto err = write_authorized_keys(conn.s, t, text, without_old); !err.empty()) {
             out.error = err;
             return out;
         }
