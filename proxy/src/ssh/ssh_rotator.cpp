@@ -57,8 +57,9 @@ std::string public_line(ssh_key key) {
 /// The private key in `secret` and its public key line; false if it is not an OpenSSH/PEM private key.
 bool import_key(const Secret& secret, KeyHandle& key, gg::ssh::PublicKeyLine& pub) {
     if (secret.reveal().find("PRIVATE KEY-----") == std::string_view::npos) return false;
-    const std::string pem(secret.reveal());
+    std::string pem(secret.reveal());
     const int rc = ssh_pki_import_privkey_base64(pem.c_str(), nullptr, nullptr, nullptr, &key.k);
+    crypto::cleanse(pem.data(), pem.size());
     if (rc != SSH_OK || !key.k) return false;
     KeyHandle public_key;
     if (ssh_pki_export_privkey_to_pubkey(key.k, &public_key.k) != SSH_OK) return false;
