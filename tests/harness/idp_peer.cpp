@@ -63,7 +63,8 @@ void IdpPeer::start(std::optional<std::uint16_t> port) {
                                          "--port", std::to_string(p),
                                          "--issuer", "http://127.0.0.1:" + std::to_string(p),
                                          "--users", (dir_ / "users.json").string(),
-                                         "--id-token-ttl", std::to_string(options_.id_token_ttl.count())};
+                                         "--id-token-ttl", std::to_string(options_.id_token_ttl.count()),
+                                         "--device-code-ttl", std::to_string(options_.device_code_ttl.count())};
         if (!options_.jwks_file.empty()) {
             argv.insert(argv.end(), {"--jwks", options_.jwks_file.string()});
         }

@@ -26,6 +26,7 @@ struct IdpOptions {
     std::vector<IdpUser> users = {{"alice", {"dba"}}, {"bob", {}}};  ///< unlisted logins get no groups
     std::filesystem::path jwks_file{};  ///< private JWKS to sign with; empty: oidc-provider's fixed dev key
     std::chrono::seconds id_token_ttl{3600};
+    std::chrono::seconds device_code_ttl{600};  ///< lifetime of a device code (expiry tests shorten it)
     std::optional<std::uint16_t> port{};  ///< fixed port; default: a free one
     std::chrono::milliseconds start_timeout{std::chrono::seconds(30)};
 };

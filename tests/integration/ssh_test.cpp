@@ -32,6 +32,7 @@ namespace {
 struct StackOptions {
     int max_auth_failures = 100;  ///< high: the tests all come from 127.0.0.1
     std::string extra_config;     ///< appended to the configuration (e.g. [[fallback]] rules)
+    IdpOptions idp{};
 };
 
 /// sshd + IdP + glassgate serve with SSH targets:
@@ -49,7 +50,7 @@ struct Stack {
     std::string proxy_host_key;
     std::atomic<int> calls{0};
 
-    explicit Stack(const StackOptions& o = {}) {
+    explicit Stack(const StackOptions& o = {}) : idp(o.idp) {
         port = free_port();
         const auto cfg = dir / "glassgate.toml";
         const auto target = [&](const std::string& name, const std::string& address, const std::string& host_key,
@@ -612,4 +613,15 @@ TEST_CASE("break-glass over SSH: refused outside an emergency; staged passphrase
     CHECK(story.find("session.start") != std::string::npos);
     CHECK(story.find("INC-4711") != std::string::npos);
     CHECK(story.find("session.end") != std::string::npos);
+}
+
+TEST_CASE("a device code that expires unapproved refuses the sign-in with a message") {
+    Stack s(StackOptions{.idp = IdpOptions{.device_code_ttl = std::chrono::seconds(6)}});
+    auto r = s.ssh("web01", "echo should-not-run", {}, "");  // nobody approves; Enter is pressed at once
+    CHECK(r.run.exit_code == 255);
+    CHECK(r.run.out.empty());
+    CHECK_MESSAGE(r.prompts.find("/device") != std::string::npos, r.prompts);
+    CHECK_MESSAGE(r.prompts.find("glassgate: sign-in failed") != std::string::npos, r.prompts);
+    CHECK(r.run.elapsed < 30s);
+    CHECK(s.audit().find("device sign-in failed") != std::string::npos);
 }
