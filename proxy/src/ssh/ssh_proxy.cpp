@@ -32,6 +32,7 @@
 #include "glassgate/proxy/logging.hpp"
 #include "glassgate/proxy/secret_store.hpp"
 #include "glassgate/proxy/state_dir.hpp"
+#include "glassgate/session/policy.hpp"
 #include "../session_scope.hpp"
 
 // libssh 0.10 marks the message accessors for pty size and public keys deprecated in favour of
@@ -277,14 +278,7 @@ struct Pair {
 };
 
 bool allowed(const config::Target& t, const std::string& user, const std::vector<std::string>& groups) {
-    for (const auto& a : t.allow) {
-        if (a.rfind("group:", 0) == 0) {
-            if (std::find(groups.begin(), groups.end(), a.substr(6)) != groups.end()) return true;
-        } else if (a == user) {
-            return true;
-        }
-    }
-    return false;
+    return session::allow_list_admits(t.allow, user, groups);
 }
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -646,9 +640,9 @@ asio::awaitable<void> Connection::run() {
         }
         const auto slept_from = steady::now();
         co_await wait(until);
-        if (scope_.opened() && steady::now() - slept_from >= 900ms && std::getenv("GG_SSH_DEBUG")) {
+        if (scope_.opened() && steady::now() - slept_from >= 900ms && scope_.log().should_log(spdlog::level::trace)) {
             for (const auto& p : pairs_) {
-                scope_.log().info(
+                scope_.log().trace(
                     "idle channel: b_open={} c_closed={} c_rclosed={} c_isclosed={} b_closed={} b_rclosed={} b_isclosed={} "
                     "b_eof={} c_eof={} out={} err={} in={} eof_sent c={} b={} exit={} reqs={} poll={}/{} flags={:#x}/{:#x}",
                     p->b_open, p->c_closed, p->c_remote_closed, ssh_channel_is_closed(p->c), p->b_closed, p->b_remote_closed,
