@@ -134,6 +134,27 @@ Result<MessageStep> decode_message(ByteView input, const Limits& limits) {
     return MessageStep{d};
 }
 
+FrameScan scan_message(ByteView input, const Limits& limits) noexcept {
+    FrameScan f;
+    if (input.size() < 5) {
+        f.need = 5;
+        return f;
+    }
+    f.type = static_cast<char>(input[0]);
+    const std::uint32_t len = read_u32(input.subspan(1));
+    if (len < 4 || len > limits.max_message) {
+        f.error = true;
+        return f;
+    }
+    const std::size_t total = std::size_t{1} + len;
+    if (input.size() < total) {
+        f.need = total;
+        return f;
+    }
+    f.size = total;
+    return f;
+}
+
 Result<Split> split_messages(ByteView input, const Limits& limits) {
     Split s;
     while (s.consumed < input.size()) {

@@ -54,8 +54,13 @@ void wipe(Digest& d) noexcept {
 
 }  // namespace
 
-ScramClient::ScramClient(std::string_view password, std::string client_nonce)
-    : password_(password), nonce_(std::move(client_nonce)) {}
+ScramClient::ScramClient(std::string_view password, std::string client_nonce, const ScramKeys* cached)
+    : password_(password), nonce_(std::move(client_nonce)), cached_(cached) {}
+
+ScramKeys::~ScramKeys() {
+    crypto::cleanse(client_key.data(), client_key.size());
+    crypto::cleanse(server_key.data(), server_key.size());
+}
 
 ScramClient::~ScramClient() {
     crypto::cleanse(password_.data(), password_.size());
@@ -113,18 +118,31 @@ Result<std::string> ScramClient::on_server_first(std::string_view server_first) 
     const auto salt = base64_decode(*salt_b64);
     if (!salt || salt->empty()) return fail(errc::scram_refused, "SCRAM: invalid salt");
 
-    crypto::Digest salted{};
-    if (PKCS5_PBKDF2_HMAC(password_.data(), static_cast<int>(password_.size()),
-                          reinterpret_cast<const unsigned char*>(salt->data()), static_cast<int>(salt->size()), iterations,
-                          EVP_sha256(), static_cast<int>(salted.size()),
-                          reinterpret_cast<unsigned char*>(salted.data())) != 1) {
-        return fail(errc::crypto_failure, "SCRAM: PBKDF2 failed");
+    crypto::Digest client_key{};
+    if (cached_ && cached_->iterations == iterations && cached_->salt_b64 == *salt_b64) {
+        // The same verifier as last time: PBKDF2 would yield the same keys.
+        client_key = cached_->client_key;
+        server_key_.assign(cached_->server_key.begin(), cached_->server_key.end());
+        keys_ = *cached_;
+        used_cache_ = true;
+    } else {
+        crypto::Digest salted{};
+        if (PKCS5_PBKDF2_HMAC(password_.data(), static_cast<int>(password_.size()),
+                              reinterpret_cast<const unsigned char*>(salt->data()), static_cast<int>(salt->size()),
+                              iterations, EVP_sha256(), static_cast<int>(salted.size()),
+                              reinterpret_cast<unsigned char*>(salted.data())) != 1) {
+            return fail(errc::crypto_failure, "SCRAM: PBKDF2 failed");
+        }
+        client_key = crypto::hmac_sha256(salted, as_bytes("Client Key"));
+        const auto server_key = crypto::hmac_sha256(salted, as_bytes("Server Key"));
+        server_key_.assign(server_key.begin(), server_key.end());
+        wipe(salted);
+        keys_.salt_b64 = std::string(*salt_b64);
+        keys_.iterations = iterations;
+        keys_.client_key = client_key;
+        keys_.server_key = server_key;
     }
-    auto client_key = crypto::hmac_sha256(salted, as_bytes("Client Key"));
     auto stored_key = crypto::sha256(client_key);
-    const auto server_key = crypto::hmac_sha256(salted, as_bytes("Server Key"));
-    server_key_.assign(server_key.begin(), server_key.end());
-    wipe(salted);
 
     std::string final_without_proof = "c=" + std::string(gs2_header_base64) + ",r=" + std::string(*nonce);
     auth_message_ = client_first_bare_ + "," + std::string(server_first) + "," + final_without_proof;

@@ -315,6 +315,41 @@ TEST_CASE("message: split_messages on three messages and a partial tail") {
     CHECK(bad.error().code == errc::bad_length);
 }
 
+TEST_CASE("message: scan_message agrees with decode_message at every offset and on bad headers") {
+    const Bytes stream = cat(bytes({'1', 0x00, 0x00, 0x00, 0x04}), cat(bytes({'C', 0x00, 0x00, 0x00, 0x0d}), "SELECT 1\0"sv),
+                             bytes({'Z', 0x00, 0x00, 0x00, 0x05, 'I'}));
+    auto agree = [](ByteView in, const Limits& limits) {
+        const auto f = scan_message(in, limits);
+        const auto d = decode_message(in, limits);
+        if (!d) {
+            CHECK(f.error);
+            CHECK(f.size == 0);
+            return;
+        }
+        CHECK_FALSE(f.error);
+        if (const auto* m = std::get_if<MessageDecoded>(&*d)) {
+            CHECK(f.size == m->consumed);
+            CHECK(f.type == m->message.type);
+        } else {
+            CHECK(f.size == 0);
+            CHECK(f.need == std::get<NeedMore>(*d).at_least);
+        }
+    };
+    for (std::size_t from = 0; from < stream.size(); ++from) {
+        for (std::size_t n = 0; from + n <= stream.size(); ++n) agree(ByteView(stream).subspan(from, n), Limits{});
+    }
+    Limits small;
+    small.max_message = 8;
+    for (const Bytes& bad : {bytes({'Q', 0x00, 0x00, 0x00, 0x03}), bytes({'D', 0xff, 0xff, 0xff, 0xff}),
+                             bytes({'D', 0x04, 0x00, 0x00, 0x01}), bytes({'Q', 0x00, 0x00, 0x00, 0x09})}) {
+        agree(bad, Limits{});
+        agree(bad, small);
+    }
+    const auto at_limit = scan_message(bytes({'D', 0x04, 0x00, 0x00, 0x00}));
+    CHECK_FALSE(at_limit.error);
+    CHECK(at_limit.need == (64u << 20) + 1);
+}
+
 TEST_CASE("error: category, message, value() throws") {
     const auto ec = make_error_code(errc::truncated);
     CHECK(std::string(ec.category().name()) == "postgres");

@@ -116,6 +116,39 @@ TEST_CASE("scram: client-final and server signature match an independent RFC 580
     CHECK(c.on_server_final(ref.server_final).has_value());
 }
 
+TEST_CASE("scram: cached keys give the same client-final and verify the same server signature") {
+    const auto ref = reference(password, client_nonce, full_nonce, salt, 4096);
+    Exchange first;
+    REQUIRE(first.client.on_server_first(server_first).has_value());
+    CHECK_FALSE(first.client.used_cached_keys());
+    const ScramKeys keys = first.client.keys();
+    CHECK(keys.salt_b64 == salt_b64);
+    CHECK(keys.iterations == 4096);
+
+    ScramClient cached(password, client_nonce, &keys);
+    (void)cached.client_first();
+    auto f = cached.on_server_first(server_first);
+    REQUIRE(f.has_value());
+    CHECK(cached.used_cached_keys());
+    CHECK(*f == ref.client_final);
+    CHECK(cached.on_server_final(ref.server_final).has_value());
+
+    // Another salt or iteration count (the verifier was changed): the keys are not used.
+    for (int iterations : {4096, 10000}) {
+        const std::vector<unsigned char> salt2 = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+        const auto& s = iterations == 4096 ? salt2 : salt;
+        const auto r2 = reference(password, client_nonce, full_nonce, s, iterations);
+        ScramClient other(password, client_nonce, &keys);
+        (void)other.client_first();
+        auto f2 = other.on_server_first("r=" + full_nonce + ",s=" + ref_base64(s.data(), s.size()) + ",i=" +
+                                        std::to_string(iterations));
+        REQUIRE(f2.has_value());
+        CHECK_FALSE(other.used_cached_keys());
+        CHECK(*f2 == r2.client_final);
+        CHECK(other.on_server_final(r2.server_final).has_value());
+    }
+}
+
 TEST_CASE("scram: a wrong server signature is refused") {
     const auto ref = reference(password, client_nonce, full_nonce, salt, 4096);
     const auto wrong_password = reference("pencil2", client_nonce, full_nonce, salt, 4096);

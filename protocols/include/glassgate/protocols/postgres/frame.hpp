@@ -97,6 +97,20 @@ struct Split {
 };
 [[nodiscard]] Result<Split> split_messages(ByteView input, const Limits& limits = {});
 
+/// The frame at the front of `input`, found without building anything: for relays that walk a read
+/// buffer in place (no allocation, no error text on the hot path).
+///   size > 0                 : a whole message of `size` bytes (type byte included) is at the front
+///   size == 0, error == false: incomplete; `need` is the total the message needs (5 until its header is in)
+///   size == 0, error == true : invalid header (length < 4 or above max_message); decode_message says why
+/// Agrees with decode_message on every input (tested byte for byte).
+struct FrameScan {
+    std::size_t size = 0;
+    std::size_t need = 0;
+    char type = 0;
+    bool error = false;
+};
+[[nodiscard]] FrameScan scan_message(ByteView input, const Limits& limits = {}) noexcept;
+
 /// "'Q'" for printable types, "0x01" otherwise: for error reasons and logs.
 std::string describe_type(char type);
 

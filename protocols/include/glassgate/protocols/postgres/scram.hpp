@@ -23,6 +23,20 @@
 
 namespace gg::pg {
 
+/// What PBKDF2 yields for one (password, salt, iteration count): ClientKey and ServerKey. A caller may
+/// keep them and hand them to the next exchange with the same server verifier to skip PBKDF2 (pgbouncer
+/// does the same). As sensitive as the password; wiped on destruction.
+struct ScramKeys {
+    std::string salt_b64;
+    int iterations = 0;
+    std::array<std::byte, 32> client_key{};
+    std::array<std::byte, 32> server_key{};
+    ScramKeys() = default;
+    ScramKeys(const ScramKeys&) = default;
+    ScramKeys& operator=(const ScramKeys&) = default;
+    ~ScramKeys();
+};
+
 class ScramClient {
 public:
     /// Fewer iterations than this is a downgrade we refuse (PostgreSQL's default is 4096).
@@ -31,7 +45,10 @@ public:
     static constexpr int max_iterations = 10'000'000;
 
     /// `client_nonce`: printable ASCII without ',' (production: scram_client_nonce(); tests: fixed).
-    ScramClient(std::string_view password, std::string client_nonce);
+    /// `cached`: keys from an earlier exchange with the same password; used only if the server's salt
+    /// and iteration count are the ones they were derived for, otherwise PBKDF2 runs as usual. The caller
+    /// must only pass keys derived from this same password (key its cache on the password).
+    ScramClient(std::string_view password, std::string client_nonce, const ScramKeys* cached = nullptr);
     ~ScramClient();
     ScramClient(const ScramClient&) = delete;
     ScramClient& operator=(const ScramClient&) = delete;
@@ -52,6 +69,11 @@ public:
     /// scram_bad_signature, scram_malformed, scram_out_of_order.
     [[nodiscard]] Result<void> on_server_final(std::string_view server_final);
 
+    /// After a successful on_server_first(): the keys it used (derived or cached), for a cache.
+    [[nodiscard]] const ScramKeys& keys() const noexcept { return keys_; }
+    /// Whether on_server_first() took the keys from `cached` instead of running PBKDF2.
+    [[nodiscard]] bool used_cached_keys() const noexcept { return used_cache_; }
+
 private:
     enum class State { start, first_sent, final_sent, done, failed };
     State state_ = State::start;
@@ -60,6 +82,9 @@ private:
     std::string client_first_bare_;
     std::string auth_message_;
     Bytes server_key_;
+    const ScramKeys* cached_ = nullptr;
+    ScramKeys keys_;
+    bool used_cache_ = false;
 };
 
 /// Base64 of 18 random bytes (as libpq): 24 printable characters without ','.
