@@ -5,6 +5,9 @@
 #
 #   bench/pgbench.sh                 # defaults: 3 rounds x 5 s per run
 #   ROUNDS=5 SECONDS_PER_RUN=10 bench/pgbench.sh
+#   BUILD=/work/pg-build bench/pgbench.sh                # another build directory
+#   GG_BASELINE=/tmp/glassgate-old bench/pgbench.sh      # also an older glassgate binary, same rounds
+#   WORKLOADS="select-simple-c1 connect-c1" bench/pgbench.sh   # a subset
 #
 # Needs a build (build/proxy/glassgate, build/tests/harness/gg-peers) and scripts/install-deps.sh.
 # Recording cannot be switched off in glassgate (it is mandatory by design), so there is no
@@ -14,8 +17,10 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_PER_RUN:-5}
-GG="$root/build/proxy/glassgate"
-PEERS="$root/build/tests/harness/gg-peers"
+BUILD=${BUILD:-$root/build}
+GG="$BUILD/proxy/glassgate"
+PEERS="$BUILD/tests/harness/gg-peers"
+GG_BASELINE=${GG_BASELINE:-}
 [ -x "$GG" ] && [ -x "$PEERS" ] || { echo "build first: cmake --preset default && cmake --build --preset default" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/gg-bench-XXXXXX)
@@ -66,14 +71,18 @@ chown postgres "$work/pgb/pgbouncer.ini"
 runuser -u postgres -- pgbouncer "$work/pgb/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 
-# glassgate
-gg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/glassgate.toml" <<TOML
+# glassgate (and optionally a baseline binary with its own state): start_gg BINARY NAME
+start_gg() {
+  local bin=$1 name=$2 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$work/$name"
+  cp "$work/tls.crt" "$work/tls.key" "$work/$name/"
+  cat >"$work/$name/glassgate.toml" <<TOML
 [server]
 state_dir = "state"
 admin_socket = "state/admin.sock"
 [listen]
-postgres = "127.0.0.1:$gg_port"
+postgres = "127.0.0.1:$port"
 [tls]
 cert_file = "tls.crt"
 key_file = "tls.key"
@@ -89,12 +98,21 @@ backend_user = "bench"
 tls = "require"
 allow = ["alice"]
 TOML
-printf '%s' "$pw" | "$GG" secret set bench --config "$work/glassgate.toml" 2>/dev/null
-"$GG" serve --config "$work/glassgate.toml" --log-level warn 2>"$work/serve.log" &
-gg_pid=$!
-pids+=($gg_pid)
-for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$gg_port) 2>/dev/null && break; sleep 0.1; done
+  printf '%s' "$pw" | "$bin" secret set bench --config "$work/$name/glassgate.toml" 2>/dev/null
+  "$bin" serve --config "$work/$name/glassgate.toml" --log-level warn 2>"$work/$name/serve.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+  eval "${name}_pid=$!; ${name}_port=$port"
+}
+start_gg "$GG" glassgate
+gg_pid=$glassgate_pid; gg_port=$glassgate_port
+targets=(direct pgbouncer glassgate)
+if [ -n "$GG_BASELINE" ]; then
+  start_gg "$GG_BASELINE" baseline
+  targets+=(baseline)
+fi
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$pb_port) 2>/dev/null && break; sleep 0.1; done
+pb_pid=$(cat "$work/pgb/pgbouncer.pid")
 token=$(node "$root/tests/peers/idp/device-login.mjs" --issuer "$GG_IDP_ISSUER" --client-id glassgate --user alice)
 
 conn() {
@@ -102,9 +120,11 @@ conn() {
     direct) echo "host=$GG_PG_HOST port=$GG_PG_PORT user=bench dbname=bench sslmode=require" ;;
     pgbouncer) echo "host=127.0.0.1 port=$pb_port user=bench dbname=bench sslmode=require" ;;
     glassgate) echo "host=127.0.0.1 port=$gg_port user=alice dbname=bench sslmode=require" ;;
+    baseline) echo "host=127.0.0.1 port=$baseline_port user=alice dbname=bench sslmode=require" ;;
   esac
 }
-password() { [ "$1" = glassgate ] && echo "$token" || echo "$pw"; }
+password() { case $1 in glassgate|baseline) echo "$token" ;; *) echo "$pw" ;; esac; }
+proc_of() { case $1 in glassgate) echo "$gg_pid" ;; baseline) echo "$baseline_pid" ;; pgbouncer) echo "$pb_pid" ;; *) echo "" ;; esac; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
@@ -120,32 +140,43 @@ workloads=(
   "connect-c1|-S -M simple -c 1 -C"
 )
 
-printf '%-20s %-8s %10s %10s %10s %18s %18s %12s\n' workload round direct pgbouncer glassgate "gg/direct" "gg/pgbouncer" "gg_cpu_us/tx"
+selected() { [ -z "${WORKLOADS:-}" ] && return 0; for x in $WORKLOADS; do [ "$x" = "$1" ] && return 0; done; return 1; }
+printf '%-20s %-6s %9s %9s %9s %9s %10s %12s %10s %10s %10s\n' workload round direct pgbouncer glassgate baseline \
+  "gg/direct" "gg/pgbouncer" "gg/base" "gg_us/tx" "pgb_us/tx" 
 summary=()
 for w in "${workloads[@]}"; do
   name=${w%%|*}; args=${w#*|}
-  r_direct=(); r_pgb=()
+  selected "$name" || continue
+  r_direct=(); r_pgb=(); r_base=(); c_gg=(); c_pgb=(); c_base=()
   for round in $(seq 1 "$ROUNDS"); do
-    declare -A tps=()
-    cpu_us=""
-    for target in direct pgbouncer glassgate; do
-      before=$(ticks $gg_pid)
+    declare -A tps=() cpu=()
+    tps[baseline]=0; cpu[baseline]=""
+    for target in "${targets[@]}"; do
+      p=$(proc_of $target)
+      [ -n "$p" ] && before=$(ticks $p)
       out=$(PGPASSWORD=$(password $target) pgbench -n -T "$SECS" $args "$(conn $target)" 2>&1) || { echo "$target $name failed: $out" >&2; exit 1; }
-      after=$(ticks $gg_pid)
+      [ -n "$p" ] && after=$(ticks $p)
       t=$(echo "$out" | awk '/^tps = /{print $3; exit}')
       n=$(echo "$out" | awk '/number of transactions actually processed/{split($NF,a,"/"); print a[1]; exit}')
       tps[$target]=$t
-      if [ "$target" = glassgate ] && [ -n "$n" ] && [ "$n" -gt 0 ]; then
-        cpu_us=$(awk -v d=$((after-before)) -v hz="$hz" -v n="$n" 'BEGIN{printf "%.1f", d*1e6/hz/n}')
+      cpu[$target]=""
+      if [ -n "$p" ] && [ -n "$n" ] && [ "$n" -gt 0 ]; then
+        cpu[$target]=$(awk -v d=$((after-before)) -v hz="$hz" -v n="$n" 'BEGIN{printf "%.1f", d*1e6/hz/n}')
       fi
     done
     rd=$(awk -v a="${tps[glassgate]}" -v b="${tps[direct]}" 'BEGIN{printf "%.3f", a/b}')
     rp=$(awk -v a="${tps[glassgate]}" -v b="${tps[pgbouncer]}" 'BEGIN{printf "%.3f", a/b}')
-    r_direct+=("$rd"); r_pgb+=("$rp")
-    printf '%-20s %-8s %10.0f %10.0f %10.0f %18s %18s %12s\n' "$name" "$round" "${tps[direct]}" "${tps[pgbouncer]}" "${tps[glassgate]}" "$rd" "$rp" "$cpu_us"
+    rb=$(awk -v a="${tps[glassgate]}" -v b="${tps[baseline]}" 'BEGIN{if (b > 0) printf "%.3f", a/b; else printf "-"}')
+    r_direct+=("$rd"); r_pgb+=("$rp"); [ "$rb" != - ] && r_base+=("$rb")
+    c_gg+=("${cpu[glassgate]:-0}"); c_pgb+=("${cpu[pgbouncer]:-0}"); [ -n "${cpu[baseline]}" ] && c_base+=("${cpu[baseline]}")
+    printf '%-20s %-6s %9.0f %9.0f %9.0f %9.0f %10s %12s %10s %10s %10s\n' "$name" "$round" "${tps[direct]}" "${tps[pgbouncer]}" \
+      "${tps[glassgate]}" "${tps[baseline]}" "$rd" "$rp" "$rb" "${cpu[glassgate]}" "${cpu[pgbouncer]}"
   done
   med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f (%.3f-%.3f)", m, a[1], a[NR]}'; }
-  summary+=("$(printf '%-20s gg/direct %s   gg/pgbouncer %s' "$name" "$(med "${r_direct[@]}")" "$(med "${r_pgb[@]}")")")
+  line=$(printf '%-20s gg/direct %s   gg/pgbouncer %s   cpu us/tx gg %s pgbouncer %s' "$name" "$(med "${r_direct[@]}")" \
+    "$(med "${r_pgb[@]}")" "$(med "${c_gg[@]}")" "$(med "${c_pgb[@]}")")
+  [ ${#r_base[@]} -gt 0 ] && line+=$(printf '   gg/baseline %s   baseline cpu %s' "$(med "${r_base[@]}")" "$(med "${c_base[@]}")")
+  summary+=("$line")
 done
 echo
 echo "median (min-max) over $ROUNDS rounds of ${SECS}s, TLS on the client side everywhere:"

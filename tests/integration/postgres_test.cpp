@@ -6,11 +6,15 @@
 #include <boost/json.hpp>
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "harness/files.hpp"
@@ -82,14 +86,16 @@ struct Stack {
     /// client has gone, so a test that just ran psql waits a moment).
     [[nodiscard]] std::string newest_sealed_session() const {
         std::string id;
-        REQUIRE(wait_until([&] {
+        std::string last_show;
+        REQUIRE_MESSAGE(wait_until([&] {
             auto ids = session_ids();
             if (ids.empty()) return false;
             id = ids.back();
             auto show = run({GG_BINARY, "sessions", "show", id, "--config", config()});
+            last_show = show.out;
             return show.out.find("state           closed") != std::string::npos &&
                    show.out.find("sealed          -") == std::string::npos;
-        }, 10s));
+        }, 10s), last_show << serve_log());
         return id;
     }
 };
@@ -366,6 +372,252 @@ TEST_CASE("1000 idle pre-auth connections at once: memory stays bounded, others 
     CHECK(during - before < 100 * 1024);  // < 100 KiB per pending connection (TLS-ready stream included)
     CHECK(s.psql("select 'still serving'", s.alice_token).out == "still serving\n");
     for (int fd : fds) ::close(fd);
+}
+
+TEST_SUITE_END();
+
+namespace {
+
+/// A scripted PostgreSQL-speaking server on loopback that signs a client in (cleartext password),
+/// then answers the first Query with a malformed message. It stands in for a misbehaving database
+/// server, which a real PostgreSQL cannot be made to be. Connection i gets `replies[i % size]`.
+class MisbehavingBackend {
+public:
+    explicit MisbehavingBackend(std::vector<std::string> replies) : replies_(std::move(replies)) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd_, 16) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~MisbehavingBackend() {
+        stop_ = true;
+        thread_.join();
+        ::close(fd_);
+    }
+    MisbehavingBackend(const MisbehavingBackend&) = delete;
+    MisbehavingBackend& operator=(const MisbehavingBackend&) = delete;
+
+    [[nodiscard]] std::uint16_t port() const { return port_; }
+    [[nodiscard]] int queries_seen() const { return queries_.load(); }
+    [[nodiscard]] std::string password_seen() const {
+        std::lock_guard lk(mu_);
+        return password_;
+    }
+
+private:
+    static bool read_exact(int fd, char* p, std::size_t n) {
+        while (n > 0) {
+            auto r = ::read(fd, p, n);
+            if (r <= 0) return false;
+            p += r;
+            n -= static_cast<std::size_t>(r);
+        }
+        return true;
+    }
+    static std::uint32_t u32(const char* p) {
+        return (std::uint32_t{static_cast<unsigned char>(p[0])} << 24) | (std::uint32_t{static_cast<unsigned char>(p[1])} << 16) |
+               (std::uint32_t{static_cast<unsigned char>(p[2])} << 8) | std::uint32_t{static_cast<unsigned char>(p[3])};
+    }
+    /// One regular message: type byte and body; nullopt at EOF.
+    static std::optional<std::pair<char, std::string>> read_message(int fd) {
+        char hdr[5];
+        if (!read_exact(fd, hdr, 5)) return std::nullopt;
+        const auto len = u32(hdr + 1);
+        if (len < 4 || len > (1u << 20)) return std::nullopt;
+        std::string body(len - 4, '\0');
+        if (!read_exact(fd, body.data(), body.size())) return std::nullopt;
+        return std::pair{hdr[0], body};
+    }
+    static std::string msg(char type, const std::string& body) { return std::string(1, type) + be32(static_cast<std::uint32_t>(body.size() + 4)) + body; }
+    static std::string param(const std::string& k, const std::string& v) { return msg('S', k + '\0' + v + '\0'); }
+    static void write_all(int fd, const std::string& s) { (void)!::write(fd, s.data(), s.size()); }
+
+    void serve() {
+        for (std::size_t n = 0; !stop_; ) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0) continue;
+            int c = ::accept(fd_, nullptr, nullptr);
+            if (c < 0) continue;
+            timeval tv{10, 0};
+            ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            talk(c, replies_[n++ % replies_.size()]);
+            ::close(c);
+        }
+    }
+    void talk(int c, const std::string& reply) {
+        // Startup packet (tls = "disable": no SSLRequest comes first).
+        char hdr[4];
+        if (!read_exact(c, hdr, 4)) return;
+        const auto len = u32(hdr);
+        if (len < 8 || len > 10000) return;
+        std::string rest(len - 4, '\0');
+        if (!read_exact(c, rest.data(), rest.size())) return;
+        write_all(c, msg('R', be32(3)));  // AuthenticationCleartextPassword
+        auto pw = read_message(c);
+        if (!pw || pw->first != 'p') return;
+        {
+            std::lock_guard lk(mu_);
+            password_ = pw->second.substr(0, pw->second.find('\0'));
+        }
+        write_all(c, msg('R', be32(0)) + param("server_version", "15.0") + param("server_encoding", "UTF8") +
+                         param("client_encoding", "UTF8") + param("DateStyle", "ISO, MDY") +
+                         param("integer_datetimes", "on") + param("standard_conforming_strings", "on") +
+                         msg('K', be32(4242) + be32(0x12345678)) + msg('Z', "I"));
+        auto q = read_message(c);
+        if (!q || q->first != 'Q') return;
+        ++queries_;
+        write_all(c, reply);
+        // Wait for the proxy to hang up (it must not keep a session on a broken stream).
+        for (;;) {
+            auto m = read_message(c);
+            if (!m) break;
+        }
+    }
+
+    std::vector<std::string> replies_;
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> queries_{0};
+    mutable std::mutex mu_;
+    std::string password_;
+    std::thread thread_;
+};
+
+/// A TLS client (Python's ssl module) that signs in with `token`, then sends a Query whose length field
+/// says `length` and a kilobyte of it; prints each message the proxy sends back as TYPE:text lines.
+/// With `where` = "password" the oversized message is the password packet itself.
+RunResult oversized_message_client(std::uint16_t port, const std::string& token, std::uint32_t length,
+                                   const std::string& where = "query") {
+    static const char* script = R"PY(
+import os, socket, ssl, struct, sys
+port, length = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.sendall(struct.pack("!ii", 8, 80877103))
+assert s.recv(1) == b"S"
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s)
+buf = b""
+def message():
+    global buf
+    while len(buf) < 5 or len(buf) < 1 + struct.unpack("!I", buf[1:5])[0]:
+        try:
+            chunk = t.recv(65536)
+        except (ssl.SSLError, OSError):
+            chunk = b""
+        if not chunk:
+            return None
+        buf += chunk
+    n = 1 + struct.unpack("!I", buf[1:5])[0]
+    m, buf = buf[:n], buf[n:]
+    return chr(m[0]), m[5:]
+params = b"user\0alice\0database\0appdb\0\0"
+t.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+m = message()
+assert m and m[0] == "R" and m[1] == struct.pack("!i", 3), m
+def drain():
+    while True:
+        m = message()
+        if m is None:
+            print("closed")
+            break
+        print(m[0] + ":" + m[1].decode(errors="replace").replace("\0", "|"))
+if sys.argv[3] == "password":  # the oversized message is the password packet, before authentication
+    t.sendall(b"p" + struct.pack("!I", length) + b"x" * 1024)
+    drain()
+    sys.exit(0)
+pw = os.environ["TOKEN"].encode() + b"\0"
+t.sendall(b"p" + struct.pack("!I", 4 + len(pw)) + pw)
+while True:
+    m = message()
+    assert m, "closed before ReadyForQuery"
+    if m[0] == "E":
+        print("E:" + m[1].decode(errors="replace").replace("\0", "|"))
+        sys.exit(3)
+    if m[0] == "Z":
+        break
+print("ready")
+sys.stdout.flush()
+t.sendall(b"Q" + struct.pack("!I", length) + b"select '" + b"x" * 1024)
+drain()
+)PY";
+    return run({"python3", "-c", script, std::to_string(port), std::to_string(length), where},
+               {.env = {.set = {{"TOKEN", token}}}, .timeout = 30s});
+}
+
+}  // namespace
+
+TEST_SUITE_BEGIN("postgres");
+
+TEST_CASE("an authenticated client's message above the size cap: FATAL 08P01, the proxy keeps serving") {
+    auto& s = shared();
+    const auto before = s.session_ids().size();
+    // 64 MiB + 100: one hundred bytes over the cap; and the largest length a 32-bit field can say.
+    for (std::uint32_t length : {(64u << 20) + 100u, 0xFFFFFFFFu}) {
+        auto r = oversized_message_client(s.port, s.alice_token, length);
+        REQUIRE_MESSAGE(r.exit_code == 0, r.describe() << s.serve_log());
+        CHECK(r.out.find("ready\n") != std::string::npos);
+        CHECK_MESSAGE(r.out.find("E:SFATAL|VFATAL|C08P01|Minvalid message: message 'Q' of " + std::to_string(length) +
+                                 " bytes exceeds the limit of 67108864") != std::string::npos,
+                      r.describe());
+        CHECK(r.out.find("closed\n") != std::string::npos);
+    }
+    // Each was a session that ended as a protocol error, not one that lingers.
+    const auto id = s.newest_sealed_session();
+    CHECK(s.session_ids().size() == before + 2);
+    auto show = run({GG_BINARY, "sessions", "show", id, "--config", s.config()});
+    CHECK_MESSAGE(show.out.find("protocol_error") != std::string::npos, show.out);
+    // Before authentication the bound is PostgreSQL's for a password packet (65535 bytes).
+    auto pre = oversized_message_client(s.port, s.alice_token, 70000, "password");
+    REQUIRE_MESSAGE(pre.exit_code == 0, pre.describe());
+    CHECK_MESSAGE(pre.out.find("E:SFATAL|VFATAL|C08P01|Minvalid password packet: message 'p' of 70000 bytes exceeds the limit of 65535") !=
+                      std::string::npos, pre.describe());
+    CHECK(pre.out.find("closed\n") != std::string::npos);
+    // The proxy still serves.
+    CHECK(s.psql("select 'after the oversized message'", s.alice_token).out == "after the oversized message\n");
+}
+
+TEST_CASE("a backend that sends a malformed message: the client gets a clear error, the proxy lives on") {
+    // A DataRow whose length field lies (2: shorter than the length field itself), and one that claims
+    // 1 GiB (above the cap).
+    MisbehavingBackend fake({"D" + be32(2) + std::string("\0\1", 2), "D" + be32(1u << 30) + std::string("\0\1", 2)});
+    Stack s("max_session = \"8h\"\n[[target]]\nname = \"broken\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:" +
+            std::to_string(fake.port()) + "\"\ndatabase = \"fake\"\nbackend_user = \"fake_owner\"\ntls = \"disable\"\n" +
+            "allow = [\"alice\"]\n");
+    auto set = run({GG_BINARY, "secret", "set", "broken", "--config", s.config()}, {.stdin_data = "fake-secret\n"});
+    REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
+    for (int i = 0; i < 2; ++i) {
+        CAPTURE(i);
+        auto r = s.psql("select 1", s.alice_token, "alice", "broken", "require", 30s);
+        CHECK(r.exit_code != 0);
+        CHECK_MESSAGE(r.err.find("FATAL:  glassgate received an invalid message from the database server") != std::string::npos,
+                      r.describe() << s.serve_log());
+        // The proxy serves the next client, on the real database.
+        CHECK(s.psql("select 'still serving'", s.alice_token).out == "still serving\n");
+    }
+    CHECK(fake.queries_seen() == 2);
+    CHECK(fake.password_seen() == "fake-secret");  // the stored credential, never the client's token
+    // The log says what was wrong; the sessions ended as protocol errors.
+    const auto log = s.serve_log();
+    CHECK(log.find("malformed message from the backend: message 'D' of invalid length 2") != std::string::npos);
+    CHECK_MESSAGE(log.find("malformed message from the backend: message 'D' of 1073741824 bytes exceeds the limit") !=
+                      std::string::npos, log);
+    int protocol_errors = 0;
+    for (const auto& id : s.session_ids()) {
+        auto show = run({GG_BINARY, "sessions", "show", id, "--config", s.config()});
+        if (show.out.find("protocol_error") != std::string::npos) ++protocol_errors;
+    }
+    CHECK(protocol_errors == 2);
 }
 
 TEST_SUITE_END();

@@ -5,6 +5,11 @@
 
 #include <openssl/ssl.h>
 
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "glassgate/protocols/crypto.hpp"
 #include "glassgate/protocols/postgres/codec.hpp"
 #include "glassgate/protocols/postgres/scram.hpp"
 
@@ -54,6 +59,66 @@ std::string server_error_text(const Bytes& body) {
     return f->sqlstate + " " + f->message + (f->detail.empty() ? "" : " (" + f->detail + ")");
 }
 
+/// SCRAM keys per target, keyed on a digest of the secret they were derived from: the next connection
+/// with the same secret and the same server verifier (salt, iterations) skips PBKDF2 (~2 ms of CPU each).
+/// A changed secret or verifier (rotation) misses and derives again. Process memory only.
+class ScramKeyCache {
+public:
+    std::optional<pg::ScramKeys> find(const std::string& target, const crypto::Digest& secret_digest) {
+        std::lock_guard lk(mu_);
+        auto it = entries_.find(target);
+        if (it == entries_.end() || !crypto::constant_time_equal(it->second.first, secret_digest)) return std::nullopt;
+        return it->second.second;
+    }
+    void store(const std::string& target, const crypto::Digest& secret_digest, const pg::ScramKeys& keys) {
+        std::lock_guard lk(mu_);
+        entries_[target] = {secret_digest, keys};
+    }
+
+private:
+    std::mutex mu_;
+    std::map<std::string, std::pair<crypto::Digest, pg::ScramKeys>> entries_;
+};
+ScramKeyCache& scram_keys() {
+    static ScramKeyCache cache;
+    return cache;
+}
+
+/// One TLS client context per target (OpenSSL's context setup costs more than a handshake's share),
+/// made again when the target's CA file changes, so a replaced CA file is used without a restart.
+std::shared_ptr<asio::ssl::context> backend_tls_context(const config::Target& target, std::string& error) {
+    static std::mutex mu;
+    struct Entry {
+        std::filesystem::file_time_type ca_mtime;
+        std::shared_ptr<asio::ssl::context> ctx;
+    };
+    static std::map<std::string, Entry> contexts;
+    std::filesystem::file_time_type mtime{};
+    if (target.ca_file) {
+        std::error_code ec;
+        mtime = std::filesystem::last_write_time(*target.ca_file, ec);
+    }
+    std::lock_guard lk(mu);
+    if (auto it = contexts.find(target.name); it != contexts.end() && it->second.ca_mtime == mtime) return it->second.ctx;
+    // Verification only when a CA file is configured.
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+    ctx->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    if (target.ca_file) {
+        boost::system::error_code cec;
+        ctx->load_verify_file(target.ca_file->string(), cec);
+        if (cec) {
+            error = "cannot load CA file " + target.ca_file->string() + ": " + cec.message();
+            return nullptr;
+        }
+        ctx->set_verify_mode(asio::ssl::verify_peer);
+    } else {
+        ctx->set_verify_mode(asio::ssl::verify_none);
+    }
+    contexts[target.name] = Entry{mtime, ctx};
+    return ctx;
+}
+
 }  // namespace
 
 asio::awaitable<BackendResult> connect_backend(const config::Target& target, const Secret& secret,
@@ -70,22 +135,23 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
         return std::move(out);
     };
 
-    tcp::resolver resolver(ex);
-    auto [rec, eps] = co_await resolver.async_resolve(target.address.host, std::to_string(target.address.port), use_tuple);
-    if (rec) co_return fail("resolve: " + rec.message(), "the database server could not be reached");
-
-    // TLS context for this connection (verification only when a CA file is configured).
-    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-    ctx->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                     asio::ssl::context::no_tlsv1_1);
-    if (target.ca_file) {
-        boost::system::error_code cec;
-        ctx->load_verify_file(target.ca_file->string(), cec);
-        if (cec) co_return fail("cannot load CA file " + target.ca_file->string() + ": " + cec.message(), "glassgate is misconfigured for this target");
-        ctx->set_verify_mode(asio::ssl::verify_peer);
+    // A numeric address needs no resolver (whose lookups run on a thread of their own).
+    tcp::resolver::results_type eps;
+    boost::system::error_code aec;
+    const auto numeric = asio::ip::make_address(target.address.host, aec);
+    if (!aec) {
+        eps = tcp::resolver::results_type::create(tcp::endpoint(numeric, target.address.port), target.address.host,
+                                                  std::to_string(target.address.port));
     } else {
-        ctx->set_verify_mode(asio::ssl::verify_none);
+        tcp::resolver resolver(ex);
+        auto [rec, found] = co_await resolver.async_resolve(target.address.host, std::to_string(target.address.port), use_tuple);
+        if (rec) co_return fail("resolve: " + rec.message(), "the database server could not be reached");
+        eps = std::move(found);
     }
+
+    std::string ctx_error;
+    auto ctx = backend_tls_context(target, ctx_error);
+    if (!ctx) co_return fail(ctx_error, "glassgate is misconfigured for this target");
 
     tcp::socket sock(ex);
     asio::steady_timer deadline(ex);
@@ -153,6 +219,8 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
     if (auto ec = co_await conn->write(asio::buffer(sm))) co_return fail("startup: " + ec.message(), "the database server could not be reached");
 
     MessageReader reader(*conn, deadline);
+    std::optional<pg::ScramKeys> cached_keys;  // outlives `scram`, which points at it
+    crypto::Digest secret_digest{};
     std::optional<pg::ScramClient> scram;
     for (;;) {
         auto next = co_await reader.next();
@@ -179,7 +247,9 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
                 if (std::find(a->mechanisms.begin(), a->mechanisms.end(), "SCRAM-SHA-256") == a->mechanisms.end()) {
                     co_return fail("no supported SASL mechanism offered", "the database server's authentication is not supported");
                 }
-                scram.emplace(secret.reveal(), pg::scram_client_nonce());
+                secret_digest = crypto::sha256(as_bytes(secret.reveal()));
+                cached_keys = scram_keys().find(target.name, secret_digest);
+                scram.emplace(secret.reveal(), pg::scram_client_nonce(), cached_keys ? &*cached_keys : nullptr);
                 reply = pg::sasl_initial_response("SCRAM-SHA-256", scram->client_first());
             } else if (a->code == 11) {
                 if (!scram) co_return fail("SASL continue without SASL", "the database server answered unexpectedly");
@@ -190,6 +260,8 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
                 if (!scram) co_return fail("SASL final without SASL", "the database server answered unexpectedly");
                 auto fin = scram->on_server_final(as_chars(a->data));
                 if (!fin) co_return fail(fin.error().reason, "the database server could not prove its identity");
+                // Only keys the server has just accepted (and proved it knows) are kept.
+                if (!scram->used_cached_keys()) scram_keys().store(target.name, secret_digest, scram->keys());
                 continue;
             } else {
                 co_return fail("unsupported authentication method " + std::to_string(a->code), "the database server's authentication is not supported");

@@ -58,21 +58,30 @@ private:
 class AsyncLock {
 public:
     explicit AsyncLock(const asio::any_io_executor& ex) : timer_(ex) {}
+    /// Takes the lock if it is free (no suspension): the common, uncontended case.
+    bool try_lock() noexcept {
+        if (held_) return false;
+        held_ = true;
+        return true;
+    }
     asio::awaitable<void> lock() {
         while (held_) {
+            ++waiters_;
             timer_.expires_at(asio::steady_timer::time_point::max());
             co_await timer_.async_wait(use_tuple);
+            --waiters_;
         }
         held_ = true;
     }
     void unlock() {
         held_ = false;
-        timer_.cancel();
+        if (waiters_ > 0) timer_.cancel();
     }
 
 private:
     asio::steady_timer timer_;
     bool held_ = false;
+    int waiters_ = 0;
 };
 
 }  // namespace gg::proxy::postgres

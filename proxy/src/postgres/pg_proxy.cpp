@@ -211,6 +211,30 @@ StartupOptions take_glassgate_options(const std::optional<std::string>& options)
     return out;
 }
 
+/// How far the whole messages at the front of buf[0, len) reach, and whether an invalid header follows
+/// them; `need` is set to the size the partial message after them announces (5 until its header is in).
+struct Extent {
+    std::size_t whole = 0;
+    bool bad = false;
+};
+Extent frame_extent(const Bytes& buf, std::size_t len, const pg::Limits& limits, std::size_t& need) {
+    Extent e;
+    for (;;) {
+        const auto f = pg::scan_message(ByteView(buf.data() + e.whole, len - e.whole), limits);
+        if (f.size == 0) {
+            e.bad = f.error;
+            need = f.need;
+            return e;
+        }
+        e.whole += f.size;
+    }
+}
+/// decode_message's reason for the invalid header at the front of `at` (off the hot path).
+std::string framing_error(ByteView at, const pg::Limits& limits) {
+    const auto d = pg::decode_message(at, limits);
+    return d ? std::string("invalid message header") : d.error().reason;
+}
+
 /// One client connection from accept to close.
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
 public:
@@ -252,10 +276,24 @@ private:
         len_ -= n;
     }
     asio::awaitable<void> send(const Bytes& b) {
-        co_await client_lock_.lock();
-        (void)co_await client_.write(asio::buffer(b));
-        client_lock_.unlock();
+        (void)co_await write_client(asio::buffer(b));
     }
+    /// Writes to one leg; the lock orders the pump's writes with the watchdog's and the closer's
+    /// (uncontended on the hot path: no suspension, no timer).
+    asio::awaitable<boost::system::error_code> write_client(asio::const_buffer b) {
+        if (!client_lock_.try_lock()) co_await client_lock_.lock();
+        auto ec = co_await client_.write(b);
+        client_lock_.unlock();
+        co_return ec;
+    }
+    asio::awaitable<boost::system::error_code> write_backend(Conn& backend, asio::const_buffer b) {
+        if (!backend_lock_.try_lock()) co_await backend_lock_.lock();
+        auto ec = co_await backend.write(b);
+        backend_lock_.unlock();
+        co_return ec;
+    }
+    /// Each pump's read buffer (grown only for a message larger than this).
+    static constexpr std::size_t relay_buffer = 64 * 1024;
     // Coroutine parameters are references (callers always co_await at once): GCC 12 destroys
     // temporaries bound to by-value coroutine parameters twice (see http::fetch).
     asio::awaitable<void> fatal(const std::string& sqlstate, const std::string& message, const std::string& detail = {}) {
@@ -453,9 +491,17 @@ asio::awaitable<void> ClientSession::handle_cancel(const pg::CancelRequest& c) {
 }
 
 asio::awaitable<std::optional<std::string>> ClientSession::read_password() {
+    // PostgreSQL's own bound for a password packet (PG_MAX_AUTH_TOKEN_LENGTH): before authentication
+    // nobody gets a 64 MiB buffer, so idle pre-auth connections stay cheap.
+    pg::Limits limits;
+    limits.max_message = 65535;
     for (;;) {
-        auto d = pg::decode_message(ByteView(buf_).first(len_));
-        if (!d) co_return std::nullopt;
+        auto d = pg::decode_message(ByteView(buf_).first(len_), limits);
+        if (!d) {
+            spdlog::warn("postgres {}: bad password packet: {}", peer_, d.error().reason);
+            co_await fatal("08P01", "invalid password packet: " + d.error().reason);
+            co_return std::nullopt;
+        }
         if (auto* m = std::get_if<pg::MessageDecoded>(&*d)) {
             if (m->message.type != 'p') co_return std::nullopt;
             auto pw = pg::parse_password_message(m->message.body);
@@ -785,66 +831,72 @@ asio::awaitable<void> ClientSession::relay(BackendSession& backend, const config
         // The backend sent something right after ReadyForQuery (e.g. a notice): pass it on first.
         co_await send(backend.pending);
     }
-    // Leftover client bytes (pipelined after the password) go first to the backend.
-    if (len_ > 0) {
-        Bytes early(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(len_));
-        len_ = 0;
-        auto split = pg::split_messages(early);
-        if (!split || split->consumed != early.size()) {
-            end(CloseReason::protocol_error, "client sent data before the session was ready");
-            co_return;
-        }
-        std::size_t offset = 0;
-        for (const auto& m : split->messages) {
-            const auto whole = ByteView(early).subspan(offset, m.size());
-            offset += m.size();
-            if (!record(session::EventKind::pg_frontend, session::Direction::client_to_server, whole)) co_return;
-        }
-        (void)co_await backend.conn->write(asio::buffer(early));
-    }
+    // Client bytes pipelined behind the password (still in buf_) are the client pump's first input.
     co_await (pump_client_to_backend(*backend.conn) && pump_backend_to_client(*backend.conn, target.record_rows) &&
               watch(target, *backend.conn));
 }
 
+// The pumps read as much as the socket has, walk the complete messages in place (recording each one),
+// forward them with one write, and keep a partial message at the front of the buffer. The buffer grows
+// to the size a partial message announces, never beyond the message cap (checked on the header, before
+// anything is allocated).
 asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
-    Bytes buf(64 * 1024);
+    const pg::Limits limits;
+    Bytes buf(std::max<std::size_t>(relay_buffer, len_));
     std::size_t len = 0;
-    const std::size_t max_message = 64u << 20;
+    if (len_ > 0) {
+        std::memcpy(buf.data(), buf_.data(), len_);
+        len = len_;
+        len_ = 0;
+    }
+    Bytes().swap(buf_);
+    bool have_input = len > 0;
+    std::size_t need = 0;  // size of the partial message at the front, once its header is in
     while (!ended_) {
-        if (len == buf.size()) buf.resize(std::min(buf.size() * 2, max_message + 5));
-        auto [ec, n] = co_await client_.read_some(asio::buffer(buf.data() + len, buf.size() - len));
-        if (ec || n == 0) {
-            end(CloseReason::client_disconnect, ended_ ? std::string() : "client closed the connection");
-            co_return;
+        if (!have_input) {
+            if (need > buf.size()) {
+                buf.resize(need);
+            } else if (len == buf.size()) {
+                buf.resize(std::min(buf.size() * 2, limits.max_message + 1));
+            }
+            auto [ec, n] = co_await client_.read_some(asio::buffer(buf.data() + len, buf.size() - len));
+            if (ec || n == 0) {
+                end(CloseReason::client_disconnect, ended_ ? std::string() : "client closed the connection");
+                co_return;
+            }
+            len += n;
+            last_activity_ = std::chrono::steady_clock::now();
         }
-        len += n;
-        last_activity_ = std::chrono::steady_clock::now();
-        auto split = pg::split_messages(ByteView(buf).first(len));
-        if (!split) {
-            log_->warn("malformed message from the client: {}", split.error().reason);
-            co_await fatal("08P01", "invalid message: " + split.error().reason);
-            end(CloseReason::protocol_error, "malformed client message: " + split.error().reason);
+        have_input = false;
+        // First the framing of everything read (an invalid header anywhere: nothing of it is recorded
+        // or forwarded), then each whole message recorded.
+        const auto [consumed, bad] = frame_extent(buf, len, limits, need);
+        if (bad) {
+            const std::string reason = framing_error(ByteView(buf.data() + consumed, len - consumed), limits);
+            log_->warn("malformed message from the client: {}", reason);
+            co_await fatal("08P01", "invalid message: " + reason);
+            end(CloseReason::protocol_error, "malformed client message: " + reason);
             co_return;
         }
         bool terminate = false;
-        std::size_t offset = 0;
-        for (const auto& m : split->messages) {
-            const auto whole = ByteView(buf).subspan(offset, m.size());
-            offset += m.size();
-            if (!record(session::EventKind::pg_frontend, session::Direction::client_to_server, whole)) co_return;
-            if (m.type == 'X') terminate = true;
+        for (std::size_t at = 0; at < consumed;) {
+            const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
+            if (!record(session::EventKind::pg_frontend, session::Direction::client_to_server,
+                        ByteView(buf.data() + at, frame.size))) {
+                co_return;
+            }
+            if (frame.type == 'X') terminate = true;
+            at += frame.size;
         }
-        if (split->consumed > 0) {
-            co_await backend_lock_.lock();
-            auto wec = co_await backend.write(asio::buffer(buf.data(), split->consumed));
-            backend_lock_.unlock();
+        if (consumed > 0) {
+            auto wec = co_await write_backend(backend, asio::const_buffer(buf.data(), consumed));
             if (wec) {
                 end(CloseReason::backend_disconnect, "backend connection lost: " + wec.message());
                 co_return;
             }
-            c2s_ += split->consumed;
-            std::memmove(buf.data(), buf.data() + split->consumed, len - split->consumed);
-            len -= split->consumed;
+            c2s_ += consumed;
+            if (consumed < len) std::memmove(buf.data(), buf.data() + consumed, len - consumed);
+            len -= consumed;
         }
         if (terminate) {
             end(CloseReason::client_disconnect, "client sent Terminate");
@@ -854,12 +906,17 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
 }
 
 asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int record_rows) {
-    Bytes buf(64 * 1024);
+    const pg::Limits limits;
+    Bytes buf(relay_buffer);
     std::size_t len = 0;
-    const std::size_t max_message = 64u << 20;
+    std::size_t need = 0;
     long rows = 0;
     while (!ended_) {
-        if (len == buf.size()) buf.resize(std::min(buf.size() * 2, max_message + 5));
+        if (need > buf.size()) {
+            buf.resize(need);
+        } else if (len == buf.size()) {
+            buf.resize(std::min(buf.size() * 2, limits.max_message + 1));
+        }
         auto [ec, n] = co_await backend.read_some(asio::buffer(buf.data() + len, buf.size() - len));
         if (ec || n == 0) {
             if (!ended_) {
@@ -870,25 +927,26 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
         }
         len += n;
         last_activity_ = std::chrono::steady_clock::now();
-        auto split = pg::split_messages(ByteView(buf).first(len));
-        if (!split) {
-            log_->error("malformed message from the backend: {}", split.error().reason);
+        const auto [consumed, bad] = frame_extent(buf, len, limits, need);
+        if (bad) {
+            const std::string reason = framing_error(ByteView(buf.data() + consumed, len - consumed), limits);
+            log_->error("malformed message from the backend: {}", reason);
             co_await fatal("08P01", "glassgate received an invalid message from the database server");
-            end(CloseReason::protocol_error, "malformed backend message: " + split.error().reason);
+            end(CloseReason::protocol_error, "malformed backend message: " + reason);
             co_return;
         }
-        std::size_t offset = 0;
-        for (const auto& m : split->messages) {
-            const auto whole = ByteView(buf).subspan(offset, m.size());
-            offset += m.size();
-            if (m.type == 'D') {
+        for (std::size_t at = 0; at < consumed;) {
+            const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
+            const auto whole = ByteView(buf.data() + at, frame.size);
+            at += frame.size;
+            if (frame.type == 'D') {
                 ++rows;
                 if (record_rows < 0 || rows <= record_rows) {
                     if (!record(session::EventKind::pg_backend, session::Direction::server_to_client, whole)) co_return;
                 }
                 continue;
             }
-            if (m.type == 'C' || m.type == 'E' || m.type == 'Z' || m.type == 'I' || m.type == 's') {
+            if (frame.type == 'C' || frame.type == 'E' || frame.type == 'Z' || frame.type == 'I' || frame.type == 's') {
                 if (record_rows >= 0 && rows > record_rows) {
                     if (!annotate(std::to_string(rows - record_rows) + " more row(s) not recorded (record_rows = " +
                                   std::to_string(record_rows) + ")")) {
@@ -899,17 +957,15 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
             }
             if (!record(session::EventKind::pg_backend, session::Direction::server_to_client, whole)) co_return;
         }
-        if (split->consumed > 0) {
-            co_await client_lock_.lock();
-            auto wec = co_await client_.write(asio::buffer(buf.data(), split->consumed));
-            client_lock_.unlock();
+        if (consumed > 0) {
+            auto wec = co_await write_client(asio::const_buffer(buf.data(), consumed));
             if (wec) {
                 end(CloseReason::client_disconnect, "client connection lost: " + wec.message());
                 co_return;
             }
-            s2c_ += split->consumed;
-            std::memmove(buf.data(), buf.data() + split->consumed, len - split->consumed);
-            len -= split->consumed;
+            s2c_ += consumed;
+            if (consumed < len) std::memmove(buf.data(), buf.data() + consumed, len - consumed);
+            len -= consumed;
         }
     }
 }
@@ -951,10 +1007,8 @@ asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& b
             annotate("time cap reached: session ended");
             const std::string detail = cap_source_ + ": sessions of at most " + config::format_duration(*cap_);
             co_await fatal("57P01", "session time limit reached", detail);
-            co_await backend_lock_.lock();
-            auto x = pg::terminate();
-            (void)co_await backend.write(asio::buffer(x));
-            backend_lock_.unlock();
+            const auto x = pg::terminate();
+            (void)co_await write_backend(backend, asio::buffer(x));
             end(CloseReason::time_cap, "session time limit (" + config::format_duration(*cap_) + ") reached");
             co_return;
         }
