@@ -184,7 +184,7 @@ struct Stack {
             auto show = run({GG_BINARY, "sessions", "show", id, "--config", config()});
             return show.out.find("state           closed") != std::string::npos &&
                    show.out.find("sealed          -") == std::string::npos;
-        }, 10s));
+        }, 60s));  // sealing waits for fdatasync, slow while other tests write gigabytes
         return id;
     }
     [[nodiscard]] std::string show(const std::string& id) const {
@@ -536,7 +536,9 @@ TEST_CASE("1 GiB to a slow reader: everything arrives, the proxy's memory stays 
     CHECK_MESSAGE(r.exit_code == 0, r.describe());
     CHECK(r.out.find("1073741824") != std::string::npos);
     MESSAGE("serve RSS before " << before << " KiB, peak " << peak.load() << " KiB");
-    CHECK(peak.load() - before < 64 * 1024);
+    // Far below the 1 GiB that passed: nothing is buffered per byte sent. (The allowance covers
+    // malloc arenas of the io and recording threads, which glibc does not hand back at once.)
+    CHECK(peak.load() - before < 128 * 1024);
 }
 
 TEST_SUITE_END();

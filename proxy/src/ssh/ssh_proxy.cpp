@@ -1531,12 +1531,43 @@ bool Connection::relay(Pair& p) {
     char tmp[read_chunk];
     const bool c_alive = !p.c_closed && !p.c_remote_closed && !ssh_channel_is_closed(p.c);
     const bool b_alive = p.b_open && !p.b_closed && !p.b_remote_closed && !ssh_channel_is_closed(p.b);
-    const EventKind out_kind = EventKind::term_output;
     // While the recording writer is behind, stop reading (back-pressure) rather than lose events.
     if (scope_.buffered() > svc_->cfg.server.recording_buffer_bytes / 2) {
         recording_backed_up_ = true;
         return false;
     }
+    // Writes: never more than the peer's window, never more while the socket is backed up.
+    auto write_some = [&](ssh_channel ch, bool is_err, const char* data, std::size_t len, std::size_t& unflushed,
+                          ssh_session s) {
+        std::size_t done = 0;
+        while (done < len) {
+            if (unflushed >= unflushed_cap && (ssh_get_poll_flags(s) & SSH_WRITE_PENDING)) break;
+            const auto window = static_cast<std::size_t>(ssh_channel_window_size(ch));
+            const auto n = std::min({len - done, window, read_chunk});
+            if (n == 0) break;
+            const int w = is_err ? ssh_channel_write_stderr(ch, data + done, static_cast<std::uint32_t>(n))
+                                 : ssh_channel_write(ch, data + done, static_cast<std::uint32_t>(n));
+            if (w <= 0) break;
+            done += static_cast<std::size_t>(w);
+            unflushed += static_cast<std::size_t>(w);
+            progress = true;
+        }
+        return done;
+    };
+    auto write_out = [&](Pending& q, ssh_channel ch, bool is_err, std::size_t& unflushed, ssh_session s) {
+        const auto n = write_some(ch, is_err, q.data(), q.size(), unflushed, s);
+        q.consume(n);
+        return n;
+    };
+    // Data read goes straight to the other side when nothing is queued there (no copy), the rest
+    // waits in the bounded queue.
+    auto forward = [&](Pending& q, ssh_channel ch, bool is_err, bool alive, std::size_t& unflushed, ssh_session s,
+                       std::uint64_t& counter, const char* data, std::size_t len) {
+        std::size_t done = 0;
+        if (alive && q.empty()) done = write_some(ch, is_err, data, len, unflushed, s);
+        counter += done;
+        if (done < len) q.append(data + done, len - done);
+    };
 
     // backend -> client (stdout, then stderr); what the backend sent before closing is still read.
     if (p.b_open && !p.b_closed && !p.cutting) {
@@ -1545,11 +1576,12 @@ bool Connection::relay(Pair& p) {
             while (q.size() < pending_cap) {
                 const int n = ssh_channel_read_nonblocking(p.b, tmp, static_cast<std::uint32_t>(read_chunk), is_err);
                 if (n <= 0) break;
-                if (!record_data(p, !is_err, is_err ? EventKind::term_stderr : out_kind, Direction::server_to_client,
-                                 std::string_view(tmp, static_cast<std::size_t>(n)))) {
+                const auto len = static_cast<std::size_t>(n);
+                if (!record_data(p, !is_err, is_err ? EventKind::term_stderr : EventKind::term_output,
+                                 Direction::server_to_client, std::string_view(tmp, len))) {
                     return true;
                 }
-                q.append(tmp, static_cast<std::size_t>(n));
+                forward(q, p.c, is_err != 0, c_alive && !p.c_eof_sent, c_unflushed_, srv_, bytes_out_, tmp, len);
                 last_activity_ = steady::now();
                 progress = true;
             }
@@ -1560,45 +1592,23 @@ bool Connection::relay(Pair& p) {
         while (p.b_open && p.to_backend.size() < pending_cap) {
             const int n = ssh_channel_read_nonblocking(p.c, tmp, static_cast<std::uint32_t>(read_chunk), 0);
             if (n <= 0) break;
-            if (!record_data(p, true, EventKind::term_input, Direction::client_to_server,
-                             std::string_view(tmp, static_cast<std::size_t>(n)))) {
+            const auto len = static_cast<std::size_t>(n);
+            if (!record_data(p, true, EventKind::term_input, Direction::client_to_server, std::string_view(tmp, len))) {
                 return true;
             }
-            p.to_backend.append(tmp, static_cast<std::size_t>(n));
+            forward(p.to_backend, p.b, false, b_alive && !p.b_eof_sent, b_unflushed_, be_, bytes_in_, tmp, len);
             last_activity_ = steady::now();
             progress = true;
         }
     }
-    // Writes: never more than the peer's window, never more while the socket is backed up.
-    auto write_out = [&](Pending& q, ssh_channel ch, bool is_err, std::size_t& unflushed, ssh_session s) {
-        while (!q.empty()) {
-            if (unflushed >= unflushed_cap && (ssh_get_poll_flags(s) & SSH_WRITE_PENDING)) return;
-            const auto window = static_cast<std::size_t>(ssh_channel_window_size(ch));
-            const auto n = std::min({q.size(), window, read_chunk});
-            if (n == 0) return;
-            const int w = is_err ? ssh_channel_write_stderr(ch, q.data(), static_cast<std::uint32_t>(n))
-                                 : ssh_channel_write(ch, q.data(), static_cast<std::uint32_t>(n));
-            if (w == SSH_ERROR) return;
-            if (w <= 0) return;
-            q.consume(static_cast<std::size_t>(w));
-            unflushed += static_cast<std::size_t>(w);
-            progress = true;
-        }
-    };
     if (c_alive) {
-        const auto before = p.to_client.size() + p.to_client_err.size();
-        write_out(p.to_client, p.c, false, c_unflushed_, srv_);
-        write_out(p.to_client_err, p.c, true, c_unflushed_, srv_);
-        bytes_out_ += before - (p.to_client.size() + p.to_client_err.size());
+        bytes_out_ += write_out(p.to_client, p.c, false, c_unflushed_, srv_);
+        bytes_out_ += write_out(p.to_client_err, p.c, true, c_unflushed_, srv_);
     } else {
         p.to_client = {};
         p.to_client_err = {};
     }
-    if (b_alive) {
-        const auto before = p.to_backend.size();
-        write_out(p.to_backend, p.b, false, b_unflushed_, be_);
-        bytes_in_ += before - p.to_backend.size();
-    }
+    if (b_alive) bytes_in_ += write_out(p.to_backend, p.b, false, b_unflushed_, be_);
 
     // EOF and close, in OpenSSH's order: data, EOF, exit status, close.
     if (b_alive && !p.b_eof_sent && p.to_backend.empty() && (ssh_channel_is_eof(p.c) || !c_alive)) {
