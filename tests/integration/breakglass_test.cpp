@@ -28,85 +28,13 @@
 #include "harness/net.hpp"
 #include "harness/postgres_peer.hpp"
 #include "harness/process.hpp"
+#include "harness/webhook_receiver.hpp"
 
 using namespace gg::harness;
 using namespace std::chrono_literals;
 
 namespace {
 
-/// A loopback HTTP server that answers 200 to every request and keeps the bodies, in arrival order.
-class WebhookReceiver {
-public:
-    WebhookReceiver() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        socklen_t len = sizeof a;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        REQUIRE(::listen(fd_, 64) == 0);
-        thread_ = std::thread([this] { loop(); });
-    }
-    ~WebhookReceiver() {
-        stop_ = true;
-        ::shutdown(fd_, SHUT_RDWR);
-        ::close(fd_);
-        thread_.join();
-    }
-    [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
-    [[nodiscard]] std::vector<boost::json::object> events() const {
-        std::lock_guard lk(mu_);
-        return events_;
-    }
-    [[nodiscard]] std::vector<std::string> names() const {
-        std::vector<std::string> out;
-        for (const auto& e : events()) out.emplace_back(e.at("event").as_string());
-        return out;
-    }
-
-private:
-    void loop() {
-        while (!stop_) {
-            int c = ::accept(fd_, nullptr, nullptr);
-            if (c < 0) return;
-            std::string req;
-            char buf[4096];
-            std::size_t need = std::string::npos;
-            for (;;) {
-                auto n = ::read(c, buf, sizeof buf);
-                if (n <= 0) break;
-                req.append(buf, static_cast<std::size_t>(n));
-                auto hdr_end = req.find("\r\n\r\n");
-                if (hdr_end != std::string::npos && need == std::string::npos) {
-                    auto cl = req.find("Content-Length: ");
-                    if (cl == std::string::npos) cl = req.find("content-length: ");
-                    std::size_t body = cl == std::string::npos ? 0 : std::stoul(req.substr(cl + 16));
-                    need = hdr_end + 4 + body;
-                }
-                if (need != std::string::npos && req.size() >= need) break;
-            }
-            const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-            (void)!::write(c, ok.data(), ok.size());
-            ::close(c);
-            auto at = req.find("\r\n\r\n");
-            if (at == std::string::npos) continue;
-            boost::system::error_code ec;
-            auto v = boost::json::parse(req.substr(at + 4), ec);
-            if (!ec && v.is_object()) {
-                std::lock_guard lk(mu_);
-                events_.push_back(v.as_object());
-            }
-        }
-    }
-    int fd_ = -1;
-    std::uint16_t port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-    mutable std::mutex mu_;
-    std::vector<boost::json::object> events_;
-};
 
 /// PostgreSQL + IdP + glassgate serve; targets "appdb" (in the fallback rule) and "otherdb" (not).
 struct Stack {

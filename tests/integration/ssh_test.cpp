@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <boost/json.hpp>
+
 #include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
@@ -13,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <sstream>
@@ -23,6 +26,7 @@
 #include "harness/net.hpp"
 #include "harness/process.hpp"
 #include "harness/sshd_peer.hpp"
+#include "harness/webhook_receiver.hpp"
 
 using namespace gg::harness;
 using namespace std::chrono_literals;
@@ -32,6 +36,7 @@ namespace {
 struct StackOptions {
     int max_auth_failures = 100;  ///< high: the tests all come from 127.0.0.1
     std::string extra_config;     ///< appended to the configuration (e.g. [[fallback]] rules)
+    std::string idp_extra;        ///< more [idp] keys (probe timing)
     IdpOptions idp{};
 };
 
@@ -64,7 +69,7 @@ struct Stack {
                            << "[listen]\nssh = \"127.0.0.1:" << port << "\"\n"
                            << "[ssh]\nlogin_grace = \"3s\"\nsso_cache = \"10m\"\nmax_auth_failures = " << o.max_auth_failures
                            << "\n"
-                           << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
+                           << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n" << o.idp_extra
                            << target("web01", here, sshd.host_public_key(), "max_session = \"8h\"\n")
                            << target("capped", here, sshd.host_public_key(), "max_session = \"5s\"\nwarn_before = \"3s\"\n")
                            << target("badkey", here,
@@ -191,6 +196,15 @@ struct Stack {
         return run({GG_BINARY, "sessions", "show", id, "--config", config()}).out;
     }
     [[nodiscard]] std::string audit() const { return run({GG_BINARY, "audit", "--config", config()}).out; }
+    /// "normal" or "emergency", from `glassgate status --json`.
+    [[nodiscard]] std::string mode() const {
+        auto r = run({GG_BINARY, "status", "--json", "--config", config()});
+        boost::system::error_code ec;
+        auto v = boost::json::parse(r.out, ec);
+        if (ec || !v.is_object()) return {};
+        const auto* m = v.as_object().if_contains("mode");
+        return m && m->is_string() ? std::string(m->as_string()) : std::string();
+    }
     [[nodiscard]] long serve_rss_kib() const {
         std::ifstream in("/proc/" + std::to_string(serve.pid()) + "/status");
         for (std::string line; std::getline(in, line);) {
@@ -558,44 +572,64 @@ TEST_CASE("repeated failed sign-ins from one address make it wait") {
     CHECK(s.audit().find("source throttled after repeated failures") != std::string::npos);
 }
 
-TEST_CASE("break-glass over SSH: refused outside an emergency; staged passphrase and reason; single use; key rotated") {
-    Stack s(StackOptions{.extra_config = "[[fallback]]\nname = \"declared-ssh\"\ntrigger = \"declared\"\n"
-                                         "accounts = [\"bg-oncall\"]\ntargets = [\"web*\"]\nmax_session = \"1h\"\n"
-                                         "warn_before = \"5m\"\nrequire_reason = true\nrotate_on_close = true\n"});
+bool in_order(const std::vector<std::string>& got, const std::vector<std::string>& want) {
+    std::size_t at = 0;
+    for (const auto& g : got) {
+        if (at < want.size() && g == want[at]) ++at;
+    }
+    return at == want.size();
+}
+
+TEST_CASE("break-glass over SSH: IdP down -> passphrase and reason -> time cap -> key rotated -> single use -> IdP back") {
+    WebhookReceiver hooks;
+    Stack s(StackOptions{
+        .extra_config = "[[fallback]]\nname = \"idp-down\"\ntrigger = \"idp_unreachable\"\naccounts = [\"bg-oncall\"]\n"
+                        "targets = [\"web*\"]\nmax_session = \"8s\"\nwarn_before = \"4s\"\nrequire_reason = true\n"
+                        "rotate_on_close = true\nnotify = [\"" + hooks.url() + "\"]\n",
+        .idp_extra = "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nunreachable_after = 2\nhealthy_after = 1\n"});
     auto stage = run({GG_BINARY, "breakglass", "stage", "bg-oncall", "--config", s.config()});
     REQUIRE_MESSAGE(stage.exit_code == 0, stage.describe());
     s.passphrase = stage.out.substr(0, stage.out.find('\n'));
     s.reason = "INC-4711 disk full";
+    REQUIRE(wait_until([&] { return s.mode() == "normal"; }, 15s));
 
-    // The IdP is healthy and nothing is declared: refused, and the refusal is audited.
+    // The IdP is healthy: refused, alerted.
     auto outside = s.ssh("bg-oncall:web01", "echo should-not-run", {}, "");
     CHECK(outside.run.exit_code == 255);
     CHECK(outside.run.out.empty());
     CHECK_MESSAGE(outside.prompts.find("passphrase for bg-oncall") != std::string::npos, outside.prompts);
-    CHECK(s.audit().find("outside") != std::string::npos);
+    CHECK_MESSAGE(outside.prompts.find("single sign-on is available") != std::string::npos, outside.prompts);
 
-    auto declare = run({GG_BINARY, "emergency", "declare", "--reason", "IdP maintenance", "--config", s.config()});
-    REQUIRE_MESSAGE(declare.exit_code == 0, declare.describe());
+    // The IdP goes away: emergency mode.
+    s.idp.stop();
+    REQUIRE_MESSAGE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms), s.serve_log());
 
-    // A missing reason is refused (and does not consume the account).
+    // A missing reason and a target outside the rule are refused (the account is not consumed).
     s.reason = "";
     auto no_reason = s.ssh("bg-oncall:web01", "echo should-not-run", {}, "");
     CHECK(no_reason.run.exit_code == 255);
     CHECK(no_reason.run.out.empty());
     s.reason = "INC-4711 disk full";
-    // Not a target of the rule.
     auto other = s.ssh("bg-oncall:capped", "echo should-not-run", {}, "");
     CHECK(other.run.exit_code == 255);
     CHECK(other.run.out.empty());
 
-    auto ok = s.ssh("bg-oncall:web01", "echo emergency-ok", {}, "");
-    CHECK_MESSAGE(ok.run.exit_code == 0, std::string(ok.run.describe() + ok.prompts));
+    // The emergency session: runs, is warned, is cut at the rule's cap.
+    auto ok = s.ssh("bg-oncall:web01", "echo emergency-ok; sleep 60", {}, "", false, {}, 60s);
+    INFO(ok.run.describe());
     CHECK(ok.run.out == "emergency-ok\n");
+    const auto warn = ok.run.err.find("glassgate: this session ends in 4s (emergency access limit of rule \"idp-down\")");
+    const auto cut = ok.run.err.find("glassgate: session time limit reached");
+    CHECK(warn != std::string::npos);
+    CHECK(cut != std::string::npos);
+    CHECK(warn < cut);
+    CHECK(ok.run.elapsed < 30s);
     const auto id = s.newest_sealed_session();
+    CHECK(s.show(id).find("time_cap") != std::string::npos);
     auto listed = run({GG_BINARY, "sessions", "list", "--mode", "breakglass", "--config", s.config()});
     CHECK(listed.out.find(id) != std::string::npos);
 
-    // Single use: the same passphrase again is refused.
+    // Single use.
     auto again = s.ssh("bg-oncall:web01", "echo should-not-run", {}, "");
     CHECK(again.run.exit_code == 255);
     CHECK(again.run.out.empty());
@@ -607,10 +641,37 @@ TEST_CASE("break-glass over SSH: refused outside an emergency; staged passphrase
     }, 60s), std::string(run({GG_BINARY, "emergency", "status", "--config", s.config()}).out + s.serve_log()));
     auto old_key = run(s.sshd.ssh_argv("true"));
     CHECK_MESSAGE(old_key.exit_code == 255, old_key.describe());
-    // ... and the new one works: an SSO session through glassgate reaches the backend.
+
+    // The IdP is back: SSO works again (with the new backend key), emergency logins are refused.
+    s.idp.restart();
+    REQUIRE_MESSAGE(wait_until([&] { return s.mode() == "normal"; }, 20s, 200ms), s.serve_log());
     auto sso = s.ssh("web01", "echo after-rotation");
     CHECK_MESSAGE(sso.run.out == "after-rotation\n", sso.run.describe());
+    auto restage = run({GG_BINARY, "breakglass", "stage", "bg-oncall", "--config", s.config()});
+    REQUIRE(restage.exit_code == 0);
+    s.passphrase = restage.out.substr(0, restage.out.find('\n'));
+    auto back = s.ssh("bg-oncall:web01", "echo should-not-run", {}, "");
+    CHECK(back.run.exit_code == 255);
+    CHECK(back.prompts.find("single sign-on is available") != std::string::npos);
 
+    REQUIRE(wait_until([&] {
+        auto n = hooks.names();
+        return std::count(n.begin(), n.end(), "breakglass.outside_emergency") >= 2;
+    }, 20s));
+    const auto names = hooks.names();
+    std::string joined;
+    for (const auto& n : names) joined += n + " ";
+    MESSAGE("webhook events: " << joined);
+    // (The replayed passphrase may be refused before or after the rotation finishes.)
+    CHECK(in_order(names, {"breakglass.outside_emergency", "emergency.entered", "breakglass.refused", "breakglass.login",
+                           "breakglass.session_end", "rotation.done", "emergency.left", "breakglass.outside_emergency"}));
+    CHECK(in_order(names, {"breakglass.session_end", "breakglass.replay", "emergency.left"}));
+    for (const auto& e : hooks.events()) {
+        if (e.at("event").as_string() != "breakglass.login") continue;
+        CHECK(e.at("account").as_string() == "bg-oncall");
+        CHECK(e.at("target").as_string() == "web01");
+        CHECK(e.at("reason").as_string() == "INC-4711 disk full");
+    }
     const auto story = run({GG_BINARY, "audit", "--session", id, "--config", s.config()}).out;
     CHECK(story.find("session.start") != std::string::npos);
     CHECK(story.find("INC-4711") != std::string::npos);
