@@ -237,6 +237,8 @@ private:
 constexpr std::size_t pending_cap = 256 * 1024;   // per direction, before we stop reading the source
 constexpr std::size_t read_chunk = 64 * 1024;
 constexpr std::size_t unflushed_cap = 1u << 20;   // bytes handed to libssh while its socket is backed up
+constexpr const char* backend_ciphers =
+    "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
 
 enum class ChannelKind { session, direct_tcpip };
 enum class Use { none, shell, exec, subsystem };
@@ -1254,6 +1256,9 @@ bool Connection::step_backend() {
         ssh_options_set(be_, SSH_OPTIONS_PORT, &port);
         ssh_options_set(be_, SSH_OPTIONS_USER, target_->backend_user.c_str());
         ssh_options_set(be_, SSH_OPTIONS_HOSTKEYS, algos.c_str());
+        // AES-GCM first on the leg glassgate chooses: with AES-NI it costs a fraction of ChaCha20.
+        ssh_options_set(be_, SSH_OPTIONS_CIPHERS_C_S, backend_ciphers);
+        ssh_options_set(be_, SSH_OPTIONS_CIPHERS_S_C, backend_ciphers);
         ssh_options_set(be_, SSH_OPTIONS_KNOWNHOSTS, "/dev/null");
         ssh_options_set(be_, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null");
         ssh_options_set(be_, SSH_OPTIONS_FD, &backend_fd_);
