@@ -494,6 +494,10 @@ private:
                                void* user) {
         static_cast<Pair*>(user)->exit_signal = session::ExitSignal{sig ? sig : "", core != 0, msg ? msg : ""};
     }
+    static void detach_callbacks(Pair& p) {
+        if (p.c) ssh_remove_channel_callbacks(p.c, &p.c_cb);
+        if (p.b) ssh_remove_channel_callbacks(p.b, &p.b_cb);
+    }
     static void on_backend_close(ssh_session, ssh_channel, void* user) { static_cast<Pair*>(user)->b_remote_closed = true; }
     static void on_client_close(ssh_session, ssh_channel, void* user) { static_cast<Pair*>(user)->c_remote_closed = true; }
     static void on_client_signal(ssh_session, ssh_channel, const char* sig, void* user) {
@@ -702,6 +706,7 @@ void Connection::teardown() {
     for (auto& p : pairs_) {
         for (auto* m : p->requests) ssh_message_free(m);
         p->requests.clear();
+        detach_callbacks(*p);
     }
     pairs_.clear();  // channels are freed with their sessions
     if (be_) {
@@ -756,6 +761,9 @@ bool Connection::step() {
         if (c_done && b_done && p.to_client.empty() && p.to_client_err.empty()) {
             for (auto* m : p.requests) ssh_message_free(m);
             p.requests.clear();
+            // libssh keeps a locally freed channel until the peer's close arrives and then runs its
+            // callbacks: they must not point at the Pair any more.
+            detach_callbacks(p);
             if (p.b) ssh_channel_free(p.b);
             ssh_channel_free(p.c);
             it = pairs_.erase(it);
