@@ -13,7 +13,7 @@ packages=(
   libssl-dev libssh-dev libpq-dev libtomlplusplus-dev libspdlog-dev libfmt-dev doctest-dev
   libsqlite3-dev libsodium-dev zlib1g-dev
   postgresql-15 postgresql-client-15 postgresql-contrib openssh-server openssh-client openssl
-  pgbouncer asciinema nodejs npm procps iproute2 curl
+  pgbouncer asciinema nodejs npm procps iproute2 curl python3 bsdutils
 )
 
 missing=()
