@@ -342,7 +342,7 @@ TEST_CASE("a declared emergency with the IdP healthy: CLI and serve share it; me
     CHECK(wait_until([&] {
         m = http_get("127.0.0.1", s.admin_port, "/metrics");
         return m && m->body.find("auth=\"breakglass\"") != std::string::npos;
-    }, 10s));
+    }, 30s));
     REQUIRE(m.has_value());
     CHECK(m->body.find("glassgate_breakglass_logins_total{protocol=\"postgres\",outcome=\"granted\"} 1") != std::string::npos);
     CHECK(m->body.find("auth=\"breakglass\"") != std::string::npos);
@@ -355,7 +355,7 @@ TEST_CASE("a declared emergency with the IdP healthy: CLI and serve share it; me
     REQUIRE(wait_until([&] {
         auto n = s.hooks.names();
         return std::find(n.begin(), n.end(), "emergency.left") != n.end();
-    }, 10s));
+    }, 30s));
     CHECK(in_order(s.hooks.names(), {"breakglass.outside_emergency", "emergency.entered", "breakglass.login",
                                      "breakglass.session_end", "emergency.left"}));
 }
@@ -414,7 +414,7 @@ TEST_CASE("the backend refuses logins when the session closes: rotation-pending,
     REQUIRE(wait_until([&] {
         auto n = s.hooks.names();
         return std::find(n.begin(), n.end(), "rotation.failed") != n.end();
-    }, 10s));
+    }, 30s));
     // The backend accepts logins again: the next retry completes the rotation.
     REQUIRE(s.pg.psql("ALTER ROLE app_owner LOGIN").exit_code == 0);
     REQUIRE_MESSAGE(wait_until([&] { return s.rotation_done_for(id); }, 40s, 250ms), s.serve_log());

@@ -95,7 +95,7 @@ struct Stack {
             last_show = show.out;
             return show.out.find("state           closed") != std::string::npos &&
                    show.out.find("sealed          -") == std::string::npos;
-        }, 10s), last_show << serve_log());
+        }, 60s), last_show << serve_log());  // fdatasync is slow while other tests write gigabytes
         return id;
     }
 };
