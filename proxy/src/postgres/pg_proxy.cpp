@@ -17,6 +17,7 @@
 #include "glassgate/protocols/postgres/codec.hpp"
 #include "glassgate/proxy/logging.hpp"
 #include "glassgate/session/audit_chain.hpp"
+#include "glassgate/session/policy.hpp"
 #include "glassgate/session/recording.hpp"
 #include "glassgate/session/session.hpp"
 #include "pg_backend.hpp"
@@ -123,14 +124,7 @@ std::string lower(std::string_view s) {
 }
 
 bool allowed(const config::Target& t, const std::string& user, const std::vector<std::string>& groups) {
-    for (const auto& a : t.allow) {
-        if (a.rfind("group:", 0) == 0) {
-            if (std::find(groups.begin(), groups.end(), a.substr(6)) != groups.end()) return true;
-        } else if (a == user) {
-            return true;
-        }
-    }
-    return false;
+    return session::allow_list_admits(t.allow, user, groups);
 }
 
 /// Startup parameters glassgate consumes instead of forwarding.
