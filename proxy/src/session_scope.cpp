@@ -90,22 +90,28 @@ void SessionScope::activate() {
     save();
 }
 
-void SessionScope::audit(std::string type, std::string outcome, std::string reason, boost::json::object details) {
+void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
+                 boost::json::object details) {
     session::AuditEvent ev;
     ev.time = now_tp();
     ev.type = std::move(type);
-    ev.session_id = session_ ? session_->id() : std::string();
-    ev.identity = identity_;
-    ev.target = target_;
-    ev.source = peer_;
+    ev.session_id = who.session_id;
+    ev.identity = who.identity;
+    ev.target = who.target;
+    ev.source = who.source;
     ev.outcome = std::move(outcome);
     ev.reason = std::move(reason);
     ev.details = std::move(details);
     try {
-        deps_.store.append_audit(ev);
+        store.append_audit(ev);
     } catch (const std::exception& e) {
         spdlog::error("cannot write audit event {}: {}", ev.type, e.what());
     }
+}
+
+void SessionScope::audit(std::string type, std::string outcome, std::string reason, boost::json::object details) {
+    write_audit(deps_.store, {session_ ? session_->id() : std::string(), identity_, target_, peer_}, std::move(type),
+                std::move(outcome), std::move(reason), std::move(details));
 }
 
 void SessionScope::save() {

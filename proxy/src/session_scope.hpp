@@ -26,6 +26,18 @@
 
 namespace gg::proxy {
 
+/// Who and what an audit event is about (the time is taken when it is written).
+struct AuditSubject {
+    std::string session_id;
+    std::string identity;
+    std::string target;
+    std::string source;
+};
+/// Appends one audit event now. A store failure is logged, never thrown: being unable to describe a
+/// session must not crash the connection that is being described.
+void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
+                 boost::json::object details = {});
+
 struct SessionDeps {
     StateStore& store;
     RecordingService& recordings;

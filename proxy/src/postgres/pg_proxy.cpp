@@ -20,6 +20,7 @@
 #include "glassgate/session/policy.hpp"
 #include "glassgate/session/recording.hpp"
 #include "glassgate/session/session.hpp"
+#include "../session_scope.hpp"
 #include "pg_backend.hpp"
 #include "pg_conn.hpp"
 
@@ -327,21 +328,8 @@ private:
         watchdog_.cancel();
     }
     void audit(std::string type, std::string outcome, std::string reason, boost::json::object details = {}) {
-        session::AuditEvent ev;
-        ev.time = now_tp();
-        ev.type = std::move(type);
-        ev.session_id = session_ ? session_->id() : std::string();
-        ev.identity = identity_;
-        ev.target = target_name_;
-        ev.source = peer_;
-        ev.outcome = std::move(outcome);
-        ev.reason = std::move(reason);
-        ev.details = std::move(details);
-        try {
-            svc_->store.append_audit(ev);
-        } catch (const std::exception& e) {
-            spdlog::error("postgres: cannot write audit event {}: {}", ev.type, e.what());
-        }
+        write_audit(svc_->store, {session_ ? session_->id() : std::string(), identity_, target_name_, peer_},
+                    std::move(type), std::move(outcome), std::move(reason), std::move(details));
     }
     void save() {
         if (!session_) return;

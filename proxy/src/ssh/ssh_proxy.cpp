@@ -470,20 +470,8 @@ private:
             scope_.audit(std::move(type), std::move(outcome), std::move(reason), std::move(details));
             return;
         }
-        session::AuditEvent ev;
-        ev.time = std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
-        ev.type = std::move(type);
-        ev.identity = identity_;
-        ev.target = login_ ? login_->target : std::string();
-        ev.source = peer_;
-        ev.outcome = std::move(outcome);
-        ev.reason = std::move(reason);
-        ev.details = std::move(details);
-        try {
-            svc_->store.append_audit(ev);
-        } catch (const std::exception& e) {
-            spdlog::error("ssh: cannot write audit event {}: {}", ev.type, e.what());
-        }
+        write_audit(svc_->store, {{}, identity_, login_ ? login_->target : std::string(), peer_}, std::move(type),
+                    std::move(outcome), std::move(reason), std::move(details));
     }
     void teardown();
 
