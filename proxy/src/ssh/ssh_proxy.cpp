@@ -529,7 +529,6 @@ private:
     std::string login_problem_;
     const config::Target* target_ = nullptr;
     std::string identity_;
-    std::vector<std::string> groups_;
     std::string proven_key_fp_;  ///< a client key whose signature libssh verified
     enum class Kbd { none, waiting_prompt, prompted, bg_prompted, waiting_result, failing } kbd_ = Kbd::none;
     ssh_message admit_msg_ = nullptr;  ///< the approved sign-in, answered once the backend is ready
@@ -564,7 +563,6 @@ private:
     std::optional<steady::time_point> deadline_;
     std::vector<std::pair<steady::time_point, std::string>> warnings_;
     std::size_t next_warning_ = 0;
-    bool any_channel_ = false;
     bool recording_backed_up_ = false;
     std::uint64_t closer_id_ = 0;
 };
@@ -1100,7 +1098,6 @@ bool Connection::step_auth() {
 void Connection::admit(ssh_message m, const std::string& identity, const std::vector<std::string>& groups,
                        const std::string& method) {
     identity_ = identity;
-    groups_ = groups;
     if (!grant_) {
         cap_ = target_->max_session;
         warn_ = target_->warn_before.value_or(5min);
@@ -1114,6 +1111,7 @@ void Connection::admit(ssh_message m, const std::string& identity, const std::ve
     if (grant_) o.reason = grant_->reason;
     if (cap_) o.cap = std::chrono::duration_cast<std::chrono::microseconds>(*cap_);
     o.extra = {{"login", login_user_}, {"backend_user", target_->backend_user}};
+    if (!groups.empty()) o.extra["groups"] = boost::json::array(groups.begin(), groups.end());
     if (grant_) o.extra["rule"] = grant_->rule_name;
     if (!scope_.open(o)) {
         if (grant_) svc_->breakglass->session_closed(*grant_, "recording_failed", session::TimePoint(
@@ -1355,7 +1353,6 @@ void Connection::on_channel_open(ssh_message m) {
     p->c_cb.channel_auth_agent_req_function = &Connection::on_agent_request;
     p->c_cb.channel_close_function = &Connection::on_client_close;
     ssh_set_channel_callbacks(p->c, &p->c_cb);
-    any_channel_ = true;
     if (be_state_ == Be::failed) {
         p->cutting = true;
         p->cut_message = be_error_user_;
