@@ -71,15 +71,6 @@ std::set<int> CancelRegistry::backend_pids() const {
 
 // ---------------------------------------------------------------------------------------------
 
-void Services::close_all(const std::string& why) {
-    std::vector<std::function<void(std::string)>> all;
-    {
-        std::lock_guard lk(sessions_mu);
-        for (auto& [id, f] : closers) all.push_back(f);
-    }
-    for (auto& f : all) f(why);
-}
-
 std::shared_ptr<asio::ssl::context> make_client_tls(const config::TlsConfig& tls) {
     auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
     ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
@@ -746,25 +737,17 @@ asio::awaitable<void> ClientSession::run() {
                  std::to_string(br.session->endpoint.port()) + " as " + target->backend_user + ", database " + database +
                  (br.session->conn->tls() ? " (TLS)" : ""));
         co_await send(hello);
-        std::uint64_t closer_id;
-        {
-            std::lock_guard lk(svc_->sessions_mu);
-            closer_id = ++svc_->next_closer;
-            std::weak_ptr<ClientSession> weak = shared_from_this();
-            svc_->closers[closer_id] = [weak, ex = ex_](std::string why) {
-                asio::co_spawn(ex, [weak, why]() -> asio::awaitable<void> {
-                    auto self = weak.lock();
-                    if (!self || self->ended_) co_return;
-                    co_await self->fatal("57P01", why);
-                    self->end(CloseReason::shutdown, why);
-                }, asio::detached);
-            };
-        }
+        std::weak_ptr<ClientSession> weak = shared_from_this();
+        const auto closer_id = svc_->closers.add([weak, ex = ex_](std::string why) {
+            asio::co_spawn(ex, [weak, why]() -> asio::awaitable<void> {
+                auto self = weak.lock();
+                if (!self || self->ended_) co_return;
+                co_await self->fatal("57P01", why);
+                self->end(CloseReason::shutdown, why);
+            }, asio::detached);
+        });
         co_await relay(*br.session, *target);
-        {
-            std::lock_guard lk(svc_->sessions_mu);
-            svc_->closers.erase(closer_id);
-        }
+        svc_->closers.remove(closer_id);
         svc_->cancels.remove(pid);
         if (session_->state() == session::State::active) (void)session_->begin_close(reason_, detail_);
         (void)session_->finish(now_tp());

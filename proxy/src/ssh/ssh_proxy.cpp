@@ -115,15 +115,6 @@ Services::Services(const config::Config& c, StateStore& s, Bytes key, RecordingS
 
 Services::~Services() = default;
 
-void Services::close_all(const std::string& why) {
-    std::vector<std::function<void(std::string)>> all;
-    {
-        std::lock_guard lk(sessions_mu);
-        for (auto& [id, f] : closers) all.push_back(f);
-    }
-    for (auto& f : all) f(why);
-}
-
 namespace {
 
 std::string key_fingerprint(ssh_key key) {
@@ -590,10 +581,8 @@ asio::awaitable<void> Connection::run() {
     cfd_.emplace(ex_, ::dup(fd));
     grace_deadline_ = steady::now() + svc_->cfg.ssh.login_grace;
     {
-        std::lock_guard lk(svc_->sessions_mu);
-        closer_id_ = ++svc_->next_closer;
         std::weak_ptr<Connection> weak = shared_from_this();
-        svc_->closers[closer_id_] = [weak, ex = ex_](std::string why) {
+        closer_id_ = svc_->closers.add([weak, ex = ex_](std::string why) {
             asio::post(ex, [weak, why] {
                 if (auto self = weak.lock()) {
                     self->cut_all(CloseReason::shutdown, "glassgate: " + why);
@@ -601,7 +590,7 @@ asio::awaitable<void> Connection::run() {
                     self->kick();
                 }
             });
-        };
+        });
     }
 
     int spins = 0;
@@ -645,10 +634,7 @@ asio::awaitable<void> Connection::run() {
             }
         }
     }
-    {
-        std::lock_guard lk(svc_->sessions_mu);
-        svc_->closers.erase(closer_id_);
-    }
+    svc_->closers.remove(closer_id_);
     const auto why = reason_ == CloseReason::none ? CloseReason::client_disconnect : reason_;
     if (scope_.opened()) {
         co_await scope_.close(why, detail_, bytes_in_, bytes_out_);

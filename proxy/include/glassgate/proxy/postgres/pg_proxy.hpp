@@ -28,6 +28,7 @@
 #include "glassgate/proxy/metrics.hpp"
 #include "glassgate/proxy/recording_writer.hpp"
 #include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/proxy/session_closers.hpp"
 #include "glassgate/proxy/state_store.hpp"
 
 namespace gg::proxy::postgres {
@@ -75,12 +76,9 @@ struct Services {
     std::shared_ptr<boost::asio::thread_pool> blocking = std::make_shared<boost::asio::thread_pool>(2);
     std::atomic<bool> stopping{false};
 
-    /// Open sessions, so shutdown can end them (each closer posts to its session's strand).
-    std::mutex sessions_mu;
-    std::map<std::uint64_t, std::function<void(std::string)>> closers;
-    std::uint64_t next_closer = 0;
-    /// Ends every open session with `why` (sent to each client as a FATAL message).
-    void close_all(const std::string& why);
+    /// Open sessions, so shutdown can end them; `why` reaches each client as a FATAL message.
+    SessionClosers closers;
+    void close_all(const std::string& why) { closers.close_all(why); }
     /// Break-glass authenticator; null: logins as emergency accounts are refused like any unknown user.
     std::shared_ptr<breakglass::Service> breakglass;
 };

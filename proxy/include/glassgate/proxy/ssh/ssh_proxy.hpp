@@ -24,6 +24,7 @@
 #include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/proxy/metrics.hpp"
 #include "glassgate/proxy/recording_writer.hpp"
+#include "glassgate/proxy/session_closers.hpp"
 #include "glassgate/proxy/state_store.hpp"
 
 namespace gg::proxy::breakglass {
@@ -90,11 +91,9 @@ struct Services {
     std::string host_key_fingerprint;  ///< SHA256:... of glassgate's own host key (logged at start)
     std::atomic<bool> stopping{false};
 
-    /// Open connections, so shutdown can end them (each closer posts to its connection's strand).
-    std::mutex sessions_mu;
-    std::map<std::uint64_t, std::function<void(std::string)>> closers;
-    std::uint64_t next_closer = 0;
-    void close_all(const std::string& why);
+    /// Open connections, so shutdown can end them; `why` reaches each user before the cut.
+    SessionClosers closers;
+    void close_all(const std::string& why) { closers.close_all(why); }
 
     struct Bind;
     std::unique_ptr<Bind> bind;  ///< libssh's ssh_bind holding the host key; used under its mutex
