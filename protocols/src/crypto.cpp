@@ -20,6 +20,17 @@ int to_int(std::size_t n) {
     return static_cast<int>(n);
 }
 
+/// SHA-256 fetched from the provider once: EVP_sha256() makes OpenSSL 3 look the algorithm up again
+/// on every EVP_DigestInit_ex (name comparisons, locks), which dominates hashing small records.
+const EVP_MD* sha256_md() {
+    static EVP_MD* md = [] {
+        EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+        if (!m) throw CryptoError("EVP_MD_fetch(SHA256) failed");
+        return m;
+    }();
+    return md;
+}
+
 struct CipherCtx {
     EVP_CIPHER_CTX* p = EVP_CIPHER_CTX_new();
     ~CipherCtx() { EVP_CIPHER_CTX_free(p); }
@@ -33,7 +44,7 @@ struct Sha256::Impl {
 
 Sha256::Sha256() : impl_(std::make_unique<Impl>()) {
     impl_->ctx = EVP_MD_CTX_new();
-    if (!impl_->ctx || EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1) {
+    if (!impl_->ctx || EVP_DigestInit_ex2(impl_->ctx, sha256_md(), nullptr) != 1) {
         throw CryptoError("EVP_DigestInit_ex(sha256) failed");
     }
 }
@@ -51,7 +62,7 @@ Digest Sha256::finish() {
     Digest d{};
     unsigned int len = 0;
     if (EVP_DigestFinal_ex(impl_->ctx, reinterpret_cast<unsigned char*>(d.data()), &len) != 1 ||
-        len != d.size() || EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr) != 1) {
+        len != d.size() || EVP_DigestInit_ex2(impl_->ctx, sha256_md(), nullptr) != 1) {
         throw CryptoError("EVP_DigestFinal_ex failed");
     }
     return d;
@@ -60,7 +71,7 @@ Digest Sha256::finish() {
 Digest sha256(ByteView data) {
     Digest d{};
     unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(d.data()), &len, EVP_sha256(),
+    if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(d.data()), &len, sha256_md(),
                    nullptr) != 1) {
         throw CryptoError("EVP_Digest(sha256) failed");
     }

@@ -4,6 +4,7 @@
 #include <boost/asio/this_coro.hpp>
 
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <filesystem>
 #include <map>
@@ -196,13 +197,21 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
         auto [ec, n] = co_await conn->read_some(asio::buffer(&answer, 1));
         if (ec || n != 1) co_return fail("SSLRequest answer: " + (timed_out ? std::string("timed out") : ec.message()), "the database server could not be reached");
         if (answer == 'S') {
-            if (!SSL_set_tlsext_host_name(conn->tls_stream().native_handle(), target.address.host.c_str())) {
+            SSL* ssl = conn->ssl();
+            if (!ssl) co_return fail("cannot create a TLS session", "the database server could not be reached");
+            const bool is_ip = !aec;  // no SNI for an IP address (RFC 6066)
+            if (!is_ip && !SSL_set_tlsext_host_name(ssl, target.address.host.c_str())) {
                 co_return fail("cannot set TLS server name", "the database server could not be reached");
             }
-            if (target.ca_file) conn->tls_stream().set_verify_callback(asio::ssl::host_name_verification(target.address.host));
-            auto [hec] = co_await conn->tls_stream().async_handshake(asio::ssl::stream_base::client, use_tuple);
-            if (hec) co_return fail("TLS handshake: " + hec.message(), "the database server's TLS could not be verified");
-            conn->set_tls();
+            if (target.ca_file) {
+                // The certificate must name the target's host (DNS name or IP address).
+                X509_VERIFY_PARAM* vp = SSL_get0_param(ssl);
+                const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, target.address.host.c_str())
+                                       : X509_VERIFY_PARAM_set1_host(vp, target.address.host.c_str(), 0);
+                if (ok != 1) co_return fail("cannot set the TLS host name to verify", "the database server could not be reached");
+            }
+            const auto herr = co_await conn->handshake(false);
+            if (!herr.empty()) co_return fail("TLS handshake: " + herr, "the database server's TLS could not be verified");
         } else if (answer == 'N') {
             if (target.tls == config::BackendTls::require) {
                 co_return fail("the server does not offer TLS but the target requires it (tls = \"require\")",

@@ -280,6 +280,8 @@ private:
     }
     /// Each pump's read buffer (grown only for a message larger than this).
     static constexpr std::size_t relay_buffer = 64 * 1024;
+    /// Writes up to this size try the socket at once, without a coroutine frame per layer.
+    static constexpr std::size_t fast_write_max = 256 * 1024;
     // Coroutine parameters are references (callers always co_await at once): GCC 12 destroys
     // temporaries bound to by-value coroutine parameters twice (see http::fetch).
     asio::awaitable<void> fatal(const std::string& sqlstate, const std::string& message, const std::string& detail = {}) {
@@ -377,15 +379,22 @@ asio::awaitable<std::optional<pg::StartupMessage>> ClientSession::negotiate() {
                 spdlog::warn("postgres {}: direct TLS attempted but [tls] is not configured", peer_);
                 co_return std::nullopt;
             }
-            auto [hec, used] = co_await client_.tls_stream().async_handshake(
-                asio::ssl::stream_base::server, asio::buffer(buf_.data(), len_), use_tuple);
-            if (hec) {
-                spdlog::info("postgres {}: TLS handshake failed: {}", peer_, hec.message());
+            const auto herr = co_await client_.handshake(true, ByteView(buf_.data(), len_));
+            if (!herr.empty()) {
+                spdlog::info("postgres {}: TLS handshake failed: {}", peer_, herr);
                 co_return std::nullopt;
             }
-            (void)used;
-            client_.set_tls();
             len_ = 0;
+            // As PostgreSQL 17 does: direct TLS only with ALPN "postgresql", so that a TLS connection
+            // meant for another protocol is never taken for a PostgreSQL one.
+            const unsigned char* alpn = nullptr;
+            unsigned int alpn_len = 0;
+            SSL_get0_alpn_selected(client_.ssl(), &alpn, &alpn_len);
+            if (alpn_len == 0) {
+                spdlog::warn("postgres {}: direct TLS without ALPN \"postgresql\"; closing", peer_);
+                co_await fatal("08P01", "direct TLS connection without ALPN protocol \"postgresql\"");
+                co_return std::nullopt;
+            }
             continue;
         }
         std::optional<pg::StartupDecoded> dec;
@@ -421,12 +430,11 @@ asio::awaitable<std::optional<pg::StartupMessage>> ClientSession::negotiate() {
             }
             const char s = 'S';
             if (co_await client_.write(asio::buffer(&s, 1))) co_return std::nullopt;
-            auto [hec] = co_await client_.tls_stream().async_handshake(asio::ssl::stream_base::server, use_tuple);
-            if (hec) {
-                spdlog::info("postgres {}: TLS handshake failed: {}", peer_, hec.message());
+            const auto herr = co_await client_.handshake(true);
+            if (!herr.empty()) {
+                spdlog::info("postgres {}: TLS handshake failed: {}", peer_, herr);
                 co_return std::nullopt;
             }
-            client_.set_tls();
             continue;
         }
         if (std::holds_alternative<pg::GssEncRequest>(dec->packet)) {
@@ -854,7 +862,13 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
             at += frame.size;
         }
         if (consumed > 0) {
-            auto wec = co_await write_backend(backend, asio::const_buffer(buf.data(), consumed));
+            boost::system::error_code wec;
+            if (consumed <= fast_write_max && backend_lock_.try_lock()) {
+                if (!backend.write_now(asio::const_buffer(buf.data(), consumed), wec) && !wec) wec = co_await backend.flush();
+                backend_lock_.unlock();
+            } else {
+                wec = co_await write_backend(backend, asio::const_buffer(buf.data(), consumed));
+            }
             if (wec) {
                 end(CloseReason::backend_disconnect, "backend connection lost: " + wec.message());
                 co_return;
@@ -923,7 +937,13 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
             if (!record(session::EventKind::pg_backend, session::Direction::server_to_client, whole)) co_return;
         }
         if (consumed > 0) {
-            auto wec = co_await write_client(asio::const_buffer(buf.data(), consumed));
+            boost::system::error_code wec;
+            if (consumed <= fast_write_max && client_lock_.try_lock()) {
+                if (!client_.write_now(asio::const_buffer(buf.data(), consumed), wec) && !wec) wec = co_await client_.flush();
+                client_lock_.unlock();
+            } else {
+                wec = co_await write_client(asio::const_buffer(buf.data(), consumed));
+            }
             if (wec) {
                 end(CloseReason::client_disconnect, "client connection lost: " + wec.message());
                 co_return;
