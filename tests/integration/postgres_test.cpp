@@ -6,6 +6,8 @@
 #include <boost/json.hpp>
 
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -137,6 +139,88 @@ std::string be32(std::uint32_t v) {
     return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
 }
 
+
+/// A PostgreSQL 17 style client with `sslnegotiation=direct`: TLS from the first byte (optionally
+/// with ALPN "postgresql"), then the startup packet, the token as password and one query. Returns
+/// what the server sent after the handshake (message types and text), or "<tls: ...>" when the
+/// handshake itself failed.
+std::string direct_tls_session(std::uint16_t port, bool alpn, const std::string& token, const std::string& sql) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return "<connect failed>";
+    }
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    static const unsigned char proto[] = {10, 'p', 'o', 's', 't', 'g', 'r', 'e', 's', 'q', 'l'};
+    if (alpn) SSL_set_alpn_protos(ssl, proto, sizeof proto);
+    std::string out;
+    auto finish = [&] {
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+        ::close(fd);
+        return out;
+    };
+    if (SSL_connect(ssl) != 1) {
+        char err[256];
+        ERR_error_string_n(ERR_get_error(), err, sizeof err);
+        out = std::string("<tls: ") + err + ">";
+        return finish();
+    }
+    auto send = [&](const std::string& b) { return SSL_write(ssl, b.data(), static_cast<int>(b.size())) > 0; };
+    std::string params = std::string("user\0alice\0database\0appdb\0", 26) + '\0';
+    send(be32(static_cast<std::uint32_t>(8 + params.size())) + be32(196608) + params);
+    // Read messages; answer the password request with the token and ReadyForQuery with the query.
+    std::string in;
+    bool queried = false;
+    for (;;) {
+        char buf[4096];
+        const int n = SSL_read(ssl, buf, sizeof buf);
+        if (n <= 0) break;
+        in.append(buf, static_cast<std::size_t>(n));
+        while (in.size() >= 5) {
+            const std::uint32_t len = (std::uint32_t(std::uint8_t(in[1])) << 24) | (std::uint32_t(std::uint8_t(in[2])) << 16) |
+                                      (std::uint32_t(std::uint8_t(in[3])) << 8) | std::uint32_t(std::uint8_t(in[4]));
+            if (in.size() < 1 + len) break;
+            const char type = in[0];
+            const std::string body = in.substr(5, len - 4);
+            in.erase(0, 1 + len);
+            out += type;
+            if (type == 'E' || type == 'C') {
+                for (char c : body) out += (c == '\0' ? '|' : c);
+            } else if (type == 'D') {
+                // Column count, then per column a length (-1: NULL) and the text value.
+                std::size_t at = 2;
+                for (bool first = true; at + 4 <= body.size(); first = false) {
+                    const auto b = [&](std::size_t i) { return std::uint32_t(std::uint8_t(body[at + i])); };
+                    const std::uint32_t clen = (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
+                    at += 4;
+                    if (!first) out += '|';
+                    if (clen == 0xFFFFFFFFu) continue;
+                    out += body.substr(at, clen);
+                    at += clen;
+                }
+            }
+            out += '\n';
+            if (type == 'R' && body.size() >= 4 && body[3] == 3) {
+                send("p" + be32(static_cast<std::uint32_t>(4 + token.size() + 1)) + token + std::string(1, '\0'));
+            } else if (type == 'Z' && !queried) {
+                queried = true;
+                send("Q" + be32(static_cast<std::uint32_t>(4 + sql.size() + 1)) + sql + std::string(1, '\0'));
+            } else if (type == 'Z') {
+                send("X" + be32(4));
+            }
+        }
+    }
+    return finish();
+}
 }  // namespace
 
 TEST_SUITE_BEGIN("postgres");
@@ -199,6 +283,24 @@ TEST_CASE("psql's cancel (SIGINT during pg_sleep) reaches the backend through gl
                  {.env = {.set = {{"PGPASSWORD", s.alice_token}}}, .timeout = 40s});
     CHECK(std::chrono::steady_clock::now() - start < 15s);
     CHECK_MESSAGE(r.err.find("canceling statement due to user request") != std::string::npos, r.describe());
+}
+
+TEST_CASE("direct TLS (PostgreSQL 17 sslnegotiation=direct): with ALPN served, without ALPN refused") {
+    auto& s = shared();
+    // One line per message: its type, then the text of E/D/C bodies.
+    auto has = [](const std::string& out, const std::string& line_start) {
+        return out.rfind(line_start, 0) == 0 || out.find("\n" + line_start) != std::string::npos;
+    };
+    const auto served = direct_tls_session(s.port, true, s.alice_token, "select 40 + 2 as answer");
+    CHECK_MESSAGE(has(served, "D42"), served);
+    CHECK_MESSAGE(has(served, "CSELECT 1"), served);
+    CHECK_MESSAGE(!has(served, "E"), served);
+    // Without ALPN the connection could have been meant for another protocol: refused, as PostgreSQL 17 does.
+    const auto refused = direct_tls_session(s.port, false, s.alice_token, "select 1");
+    CHECK_MESSAGE(has(refused, "E"), refused);
+    CHECK_MESSAGE(refused.find("without ALPN") != std::string::npos, refused);
+    CHECK_MESSAGE(!has(refused, "D"), refused);
+    CHECK(s.serve_log().find("direct TLS without ALPN") != std::string::npos);
 }
 
 TEST_CASE("a cancel request with a wrong key does nothing") {
