@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# PostgreSQL path benchmark: direct vs pgbouncer (session mode, client TLS) vs glassgate (recording on),
+# PostgreSQL path benchmark: direct vs pgbouncer (session mode) vs glassgate (recording on), with and
+# without client TLS (the backend leg of pgbouncer and glassgate is TLS either way),
 # interleaved in one run so each round compares like with like. Prints per-round ratios
 # glassgate/direct and glassgate/pgbouncer (median, min-max) and glassgate's CPU µs per transaction.
 #
@@ -8,6 +9,7 @@
 #   BUILD=/work/pg-build bench/pgbench.sh                # another build directory
 #   GG_BASELINE=/tmp/glassgate-old bench/pgbench.sh      # also an older glassgate binary, same rounds
 #   WORKLOADS="select-simple-c1 connect-c1" bench/pgbench.sh   # a subset
+#   CLIENT_TLS=on bench/pgbench.sh                       # only with client TLS (default: "on off")
 #
 # Needs a build (build/proxy/glassgate, build/tests/harness/gg-peers) and scripts/install-deps.sh.
 # Recording cannot be switched off in glassgate (it is mandatory by design), so there is no
@@ -16,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 ROUNDS=${ROUNDS:-3}
+CLIENT_TLS=${CLIENT_TLS:-on off}
 SECS=${SECONDS_PER_RUN:-5}
 BUILD=${BUILD:-$root/build}
 GG="$BUILD/proxy/glassgate"
@@ -38,6 +41,10 @@ source "$work/peers.env"
 pw=$(openssl rand -hex 16)
 PGPASSWORD="$GG_PG_PASSWORD" psql -qX "host=$GG_PG_HOST port=$GG_PG_PORT user=$GG_PG_SUPERUSER dbname=postgres sslmode=require" \
   -c "create role bench login password '$pw'" -c "create database bench owner bench" >/dev/null
+# Plaintext client connections for the "without client TLS" runs (the test peer accepts TLS only).
+hba=$(PGPASSWORD="$GG_PG_PASSWORD" psql -qXtA "host=$GG_PG_HOST port=$GG_PG_PORT user=$GG_PG_SUPERUSER dbname=postgres sslmode=require" -c "show hba_file")
+echo "host all all 127.0.0.1/32 scram-sha-256" >>"$hba"
+PGPASSWORD="$GG_PG_PASSWORD" psql -qXtA "host=$GG_PG_HOST port=$GG_PG_PORT user=$GG_PG_SUPERUSER dbname=postgres sslmode=require" -c "select pg_reload_conf()" >/dev/null
 export PGSSLMODE=require
 PGPASSWORD=$pw pgbench -i -s 10 -q "host=$GG_PG_HOST port=$GG_PG_PORT user=bench dbname=bench" >/dev/null 2>&1
 
@@ -60,7 +67,7 @@ auth_type = any
 pool_mode = session
 max_client_conn = 200
 default_pool_size = 50
-client_tls_sslmode = require
+client_tls_sslmode = prefer
 client_tls_cert_file = $work/tls.crt
 client_tls_key_file = $work/tls.key
 server_tls_sslmode = require
@@ -83,6 +90,7 @@ state_dir = "state"
 admin_socket = "state/admin.sock"
 [listen]
 postgres = "127.0.0.1:$port"
+allow_plaintext = true
 [tls]
 cert_file = "tls.crt"
 key_file = "tls.key"
@@ -115,12 +123,13 @@ for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$pb_port) 2>/dev/null && b
 pb_pid=$(cat "$work/pgb/pgbouncer.pid")
 token=$(node "$root/tests/peers/idp/device-login.mjs" --issuer "$GG_IDP_ISSUER" --client-id glassgate --user alice)
 
+# conn TARGET: the connection string, with or without client TLS ($sslmode).
 conn() {
   case $1 in
-    direct) echo "host=$GG_PG_HOST port=$GG_PG_PORT user=bench dbname=bench sslmode=require" ;;
-    pgbouncer) echo "host=127.0.0.1 port=$pb_port user=bench dbname=bench sslmode=require" ;;
-    glassgate) echo "host=127.0.0.1 port=$gg_port user=alice dbname=bench sslmode=require" ;;
-    baseline) echo "host=127.0.0.1 port=$baseline_port user=alice dbname=bench sslmode=require" ;;
+    direct) echo "host=$GG_PG_HOST port=$GG_PG_PORT user=bench dbname=bench sslmode=$sslmode" ;;
+    pgbouncer) echo "host=127.0.0.1 port=$pb_port user=bench dbname=bench sslmode=$sslmode" ;;
+    glassgate) echo "host=127.0.0.1 port=$gg_port user=alice dbname=bench sslmode=$sslmode" ;;
+    baseline) echo "host=127.0.0.1 port=$baseline_port user=alice dbname=bench sslmode=$sslmode" ;;
   esac
 }
 password() { case $1 in glassgate|baseline) echo "$token" ;; *) echo "$pw" ;; esac; }
@@ -141,12 +150,14 @@ workloads=(
 )
 
 selected() { [ -z "${WORKLOADS:-}" ] && return 0; for x in $WORKLOADS; do [ "$x" = "$1" ] && return 0; done; return 1; }
-printf '%-20s %-6s %9s %9s %9s %9s %10s %12s %10s %10s %10s\n' workload round direct pgbouncer glassgate baseline \
+printf '%-26s %-6s %9s %9s %9s %9s %10s %12s %10s %10s %10s\n' workload round direct pgbouncer glassgate baseline \
   "gg/direct" "gg/pgbouncer" "gg/base" "gg_us/tx" "pgb_us/tx" 
 summary=()
+for tls in $CLIENT_TLS; do
 for w in "${workloads[@]}"; do
-  name=${w%%|*}; args=${w#*|}
-  selected "$name" || continue
+  base=${w%%|*}; args=${w#*|}
+  selected "$base" || continue
+  case $tls in on) sslmode=require; name="$base-tls" ;; *) sslmode=disable; name="$base-plain" ;; esac
   r_direct=(); r_pgb=(); r_base=(); c_gg=(); c_pgb=(); c_base=()
   for round in $(seq 1 "$ROUNDS"); do
     declare -A tps=() cpu=()
@@ -169,15 +180,16 @@ for w in "${workloads[@]}"; do
     rb=$(awk -v a="${tps[glassgate]}" -v b="${tps[baseline]}" 'BEGIN{if (b > 0) printf "%.3f", a/b; else printf "-"}')
     r_direct+=("$rd"); r_pgb+=("$rp"); [ "$rb" != - ] && r_base+=("$rb")
     c_gg+=("${cpu[glassgate]:-0}"); c_pgb+=("${cpu[pgbouncer]:-0}"); [ -n "${cpu[baseline]}" ] && c_base+=("${cpu[baseline]}")
-    printf '%-20s %-6s %9.0f %9.0f %9.0f %9.0f %10s %12s %10s %10s %10s\n' "$name" "$round" "${tps[direct]}" "${tps[pgbouncer]}" \
+    printf '%-26s %-6s %9.0f %9.0f %9.0f %9.0f %10s %12s %10s %10s %10s\n' "$name" "$round" "${tps[direct]}" "${tps[pgbouncer]}" \
       "${tps[glassgate]}" "${tps[baseline]}" "$rd" "$rp" "$rb" "${cpu[glassgate]}" "${cpu[pgbouncer]}"
   done
   med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f (%.3f-%.3f)", m, a[1], a[NR]}'; }
-  line=$(printf '%-20s gg/direct %s   gg/pgbouncer %s   cpu us/tx gg %s pgbouncer %s' "$name" "$(med "${r_direct[@]}")" \
+  line=$(printf '%-26s gg/direct %s   gg/pgbouncer %s   cpu us/tx gg %s pgbouncer %s' "$name" "$(med "${r_direct[@]}")" \
     "$(med "${r_pgb[@]}")" "$(med "${c_gg[@]}")" "$(med "${c_pgb[@]}")")
   [ ${#r_base[@]} -gt 0 ] && line+=$(printf '   gg/baseline %s   baseline cpu %s' "$(med "${r_base[@]}")" "$(med "${c_base[@]}")")
   summary+=("$line")
 done
+done
 echo
-echo "median (min-max) over $ROUNDS rounds of ${SECS}s, TLS on the client side everywhere:"
+echo "median (min-max) over $ROUNDS rounds of ${SECS}s; -tls: client TLS, -plain: none (backend legs always TLS):"
 printf '%s\n' "${summary[@]}"

@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdio>
 #include <memory>
+#include <regex>
 #include <system_error>
 #include <unordered_map>
 
@@ -53,8 +54,9 @@ constexpr std::string_view log_keys[] = {"level", "format"};
 constexpr std::string_view target_keys[] = {"name",        "protocol",    "address",      "backend_user", "allow",
                                             "max_session", "warn_before", "idle_timeout", "database",     "databases",
                                             "tls",         "ca_file",     "record_rows",  "host_key",     "allow_port_forwarding",
-                                            "record_sftp_contents", "authorized_keys"};
-constexpr std::string_view postgres_only_keys[] = {"database", "databases", "tls", "ca_file", "record_rows"};
+                                            "record_sftp_contents", "authorized_keys", "redact_params", "redact_params_for"};
+constexpr std::string_view postgres_only_keys[] = {"database", "databases", "tls",          "ca_file",
+                                                   "record_rows", "redact_params", "redact_params_for"};
 constexpr std::string_view fallback_keys[] = {"name",        "trigger",        "accounts",        "targets", "max_session",
                                               "warn_before", "require_reason", "rotate_on_close", "notify"};
 
@@ -411,6 +413,15 @@ private:
             target.ca_file = t.read_path("ca_file", base_);
             if (auto v = t.read_integer("record_rows", -1, INT_MAX)) {
                 target.record_rows = static_cast<int>(*v);
+            }
+            assign(target.redact_params, t.read_bool("redact_params"));
+            assign(target.redact_params_for, t.read_strings("redact_params_for"));
+            for (const auto& pattern : target.redact_params_for) {
+                try {
+                    std::regex check(pattern, std::regex::ECMAScript | std::regex::icase);
+                } catch (const std::regex_error& e) {
+                    t.error("redact_params_for", "invalid regular expression " + in_quotes(pattern) + ": " + e.what());
+                }
             }
         }
         if (protocol == Protocol::postgres) {

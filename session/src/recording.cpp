@@ -258,7 +258,10 @@ void RecordingEncoder::append_record(Bytes& out, std::uint64_t t_us, EventKind k
                                      ByteView payload) {
     t_us = std::max(t_us, last_t_us_);
     const std::size_t start = out.size();
-    out.reserve(start + recording_record_overhead + payload.size());
+    // Geometric growth: a reserve of the exact size per record would copy the whole batch each time.
+    if (const std::size_t need = start + recording_record_overhead + payload.size(); out.capacity() < need) {
+        out.reserve(std::max(need, out.capacity() * 2));
+    }
     ByteWriter w(out);
     w.u32(static_cast<std::uint32_t>(payload.size()));
     w.u64(t_us);

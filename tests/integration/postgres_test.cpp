@@ -40,7 +40,7 @@ struct Stack {
     Process serve;
     std::string alice_token;
 
-    explicit Stack(const std::string& target_extra = "max_session = \"8h\"\n") {
+    explicit Stack(const std::string& target_extra = "max_session = \"8h\"\nredact_params_for = [\"glassgate_redact_me\"]\n") {
         pg.create_role("app_owner", app_password);
         pg.create_database("app", "app_owner");
         auto cert = make_self_signed_cert(dir.path(), "proxy");
@@ -379,6 +379,33 @@ TEST_CASE("the recording replays the statements and parameters in order, and ver
     CHECK(ext.out.find("PARSE    P_0: SELECT abalance FROM pgbench_accounts WHERE aid = $1;") != std::string::npos);
     CHECK(ext.out.find("BIND     P_0  $1='") != std::string::npos);
     auto verify = run({GG_BINARY, "verify", "--all", "--audit", "--config", s.config()});
+    CHECK_MESSAGE(verify.exit_code == 0, verify.out);
+}
+
+TEST_CASE("redact_params_for: Bind values of matching statements are recorded redacted, others as sent") {
+    auto& s = shared();
+    auto env = EnvChanges{.set = {{"PGPASSWORD", s.alice_token}}};
+    const auto script = s.dir / "redact.sql";
+    // Extended protocol: each statement is Parse + Bind with :secret as $1.
+    std::ofstream(script) << "\\set secret 987654321\n"
+                          << "select :secret::bigint + 0 as glassgate_redact_me;\n"
+                          << "select :secret::bigint + 1 as kept_value;\n";
+    auto b = run({"pgbench", "-n", "-M", "extended", "-t", "1", "-f", script.string(), s.conninfo()}, {.env = env, .timeout = 60s});
+    REQUIRE_MESSAGE(b.exit_code == 0, b.describe());
+    auto replay = run({GG_BINARY, "replay", s.newest_sealed_session(), "--config", s.config()});
+    REQUIRE_MESSAGE(replay.exit_code == 0, replay.describe());
+    std::vector<std::string> binds;
+    std::istringstream in(replay.out);
+    for (std::string line; std::getline(in, line);) {
+        if (line.find("BIND") != std::string::npos) binds.push_back(line);
+    }
+    REQUIRE_MESSAGE(binds.size() == 2, replay.out);
+    CHECK_MESSAGE(binds[0].find("$1='<redacted: 9 bytes>'") != std::string::npos, binds[0]);
+    CHECK_MESSAGE(binds[0].find("987654321") == std::string::npos, binds[0]);
+    CHECK_MESSAGE(binds[1].find("$1='987654321'") != std::string::npos, binds[1]);
+    // The statements themselves stay visible, and the recording still verifies.
+    CHECK(replay.out.find("glassgate_redact_me") != std::string::npos);
+    auto verify = run({GG_BINARY, "verify", "--all", "--config", s.config()});
     CHECK_MESSAGE(verify.exit_code == 0, verify.out);
 }
 

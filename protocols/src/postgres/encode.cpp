@@ -132,4 +132,45 @@ Bytes query(std::string_view sql) {
     return m.done();
 }
 
+// https://www.postgresql.org/docs/15/protocol-message-formats.html (Bind)
+//   String portal | String statement | Int16 n, Int16[n] formats | Int16 n, { Int32 len (-1 NULL) | bytes }*n
+//   | Int16 n, Int16[n] result formats
+Bytes bind(const Bind& b) {
+    MessageWriter m('B');
+    m.cstring(b.portal);
+    m.cstring(b.statement);
+    m.w().u16(static_cast<std::uint16_t>(b.param_formats.size()));
+    for (auto f : b.param_formats) m.w().u16(static_cast<std::uint16_t>(f));
+    m.w().u16(static_cast<std::uint16_t>(b.params.size()));
+    for (const auto& v : b.params) {
+        if (!v) {
+            m.w().i32(-1);
+            continue;
+        }
+        m.w().u32(static_cast<std::uint32_t>(v->size()));
+        m.w().bytes(*v);
+    }
+    m.w().u16(static_cast<std::uint16_t>(b.result_formats.size()));
+    for (auto f : b.result_formats) m.w().u16(static_cast<std::uint16_t>(f));
+    return m.done();
+}
+
+Bytes redact_bind(const Bind& b) {
+    Bind r;
+    r.portal = b.portal;
+    r.statement = b.statement;
+    r.result_formats = b.result_formats;  // formats of the results, not values: kept
+    std::vector<std::string> texts;
+    texts.reserve(b.params.size());
+    for (const auto& v : b.params) texts.push_back(v ? "<redacted: " + std::to_string(v->size()) + " bytes>" : std::string());
+    for (std::size_t i = 0; i < b.params.size(); ++i) {
+        if (b.params[i]) {
+            r.params.emplace_back(as_bytes(texts[i]));
+        } else {
+            r.params.emplace_back(std::nullopt);
+        }
+    }
+    return bind(r);  // no parameter formats: all text
+}
+
 }  // namespace gg::pg

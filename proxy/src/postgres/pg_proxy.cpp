@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <regex>
+#include <unordered_map>
 
 #include "glassgate/config/loader.hpp"
 #include "glassgate/protocols/crypto.hpp"
@@ -368,6 +370,15 @@ private:
     std::string cap_source_;
     std::string auth_label_ = "sso";
     std::optional<breakglass::Grant> grant_;  ///< the consumed emergency account, for break-glass sessions
+    // Bind redaction (the target's redact_params / redact_params_for).
+    bool redact_all_ = false;
+    std::vector<std::regex> redact_for_;
+    std::unordered_map<std::string, bool> redacted_statements_;  ///< prepared statement -> its Binds are redacted
+
+    enum class Redaction { as_is, replaced, dropped };
+    /// What the recording gets for a client message under the target's redaction rules; `out` holds
+    /// the replacement. Parse and Close maintain which statements are redacted.
+    Redaction redact(char type, ByteView whole, Bytes& out);
 };
 
 asio::awaitable<std::optional<pg::StartupMessage>> ClientSession::negotiate() {
@@ -799,7 +810,42 @@ asio::awaitable<void> ClientSession::run() {
     log_->info("session ended: {}{}", session::to_string(r.close_reason), r.close_detail.empty() ? "" : ": " + r.close_detail);
 }
 
+ClientSession::Redaction ClientSession::redact(char type, ByteView whole, Bytes& out) {
+    const ByteView body = whole.subspan(5);
+    if (type == 'P') {
+        if (redact_for_.empty()) return Redaction::as_is;
+        auto p = pg::parse_parse(body);
+        if (!p) return Redaction::as_is;  // the server refuses it; nothing is bound to it
+        bool match = false;
+        for (const auto& re : redact_for_) {
+            if (std::regex_search(p->query.begin(), p->query.end(), re)) {
+                match = true;
+                break;
+            }
+        }
+        redacted_statements_[std::string(p->statement)] = match;
+        return Redaction::as_is;
+    }
+    if (type == 'C') {
+        if (auto c = pg::parse_close(body); c && c->kind == 'S') redacted_statements_.erase(std::string(c->name));
+        return Redaction::as_is;
+    }
+    if (type != 'B') return Redaction::as_is;
+    auto b = pg::parse_bind(body);
+    if (!b) return Redaction::dropped;  // unreadable: its values cannot be told apart, so none is kept
+    if (!redact_all_) {
+        auto it = redacted_statements_.find(std::string(b->statement));
+        if (it == redacted_statements_.end() || !it->second) return Redaction::as_is;
+    }
+    out = pg::redact_bind(*b);
+    return Redaction::replaced;
+}
+
 asio::awaitable<void> ClientSession::relay(BackendSession& backend, const config::Target& target) {
+    redact_all_ = target.redact_params;
+    for (const auto& pattern : target.redact_params_for) {
+        redact_for_.emplace_back(pattern, std::regex::ECMAScript | std::regex::icase | std::regex::optimize);
+    }
     if (!backend.pending.empty()) {
         // The backend sent something right after ReadyForQuery (e.g. a notice): pass it on first.
         co_await send(backend.pending);
@@ -852,10 +898,23 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
             co_return;
         }
         bool terminate = false;
+        const bool redacting = redact_all_ || !redact_for_.empty();
         for (std::size_t at = 0; at < consumed;) {
             const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
-            if (!record(session::EventKind::pg_frontend, session::Direction::client_to_server,
-                        ByteView(buf.data() + at, frame.size))) {
+            ByteView recorded(buf.data() + at, frame.size);
+            Bytes replacement;
+            if (redacting) {
+                switch (redact(frame.type, recorded, replacement)) {
+                    case Redaction::as_is: break;
+                    case Redaction::replaced: recorded = replacement; break;
+                    case Redaction::dropped:
+                        recorded = {};
+                        if (!annotate("a Bind message that could not be parsed was not recorded (redact_params)")) co_return;
+                        break;
+                }
+            }
+            if (!recorded.empty() &&
+                !record(session::EventKind::pg_frontend, session::Direction::client_to_server, recorded)) {
                 co_return;
             }
             if (frame.type == 'X') terminate = true;

@@ -217,6 +217,20 @@ format = "jsn"
        "test.toml:5:10: log.format: invalid value \"jsn\", expected one of: text, json; did you mean 'json'?\n");
 }
 
+TEST_CASE("redact_params_for: an invalid regular expression is an error naming the pattern") {
+    const auto text = errors(R"(
+[[target]]
+name = "pg"
+protocol = "postgres"
+address = "h:5432"
+backend_user = "u"
+database = "d"
+redact_params_for = ["password", "(unclosed"]
+)");
+    CHECK_MESSAGE(text.rfind("test.toml:7:21: target[0].redact_params_for: invalid regular expression '(unclosed': ", 0) == 0, text);
+    CHECK(text.find("password") == std::string::npos);
+}
+
 TEST_CASE("fallback targets must match something") {
     CHECK(errors(R"(
 [[target]]

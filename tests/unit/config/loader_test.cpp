@@ -106,6 +106,8 @@ databases = ["app_archive", "app_reporting"]
 tls = "disable"
 ca_file = "/etc/ssl/db.pem"
 record_rows = -1
+redact_params = true
+redact_params_for = ["password", "^insert into secrets"]
 
 [[target]]
 name = "web_1"
@@ -183,6 +185,8 @@ notify = ["http://hooks.local/a", "https://hooks.example.com/b"]
     CHECK(pg.tls == BackendTls::disable);
     CHECK(pg.ca_file == std::optional<fs::path>("/etc/ssl/db.pem"));
     CHECK(pg.record_rows == -1);
+    CHECK(pg.redact_params);
+    CHECK(pg.redact_params_for == std::vector<std::string>{"password", "^insert into secrets"});
     CHECK(pg.host_key.empty());
 
     const Target& web = c.targets[1];
@@ -298,6 +302,8 @@ max_session = "4m"
     CHECK_FALSE(c.targets[2].warn_before.has_value());                 // no cap, no warning
     CHECK(c.targets[0].tls == BackendTls::prefer);
     CHECK(c.targets[0].record_rows == 100);
+    CHECK_FALSE(c.targets[0].redact_params);
+    CHECK(c.targets[0].redact_params_for.empty());
     CHECK(c.targets[0].allow.empty());
     CHECK(c.targets[0].databases.empty());
     CHECK_FALSE(c.targets[0].ca_file.has_value());

@@ -91,6 +91,9 @@ struct Target {
     BackendTls tls = BackendTls::prefer;
     std::optional<std::filesystem::path> ca_file;
     int record_rows = 100;                   ///< rows recorded per statement: 0 none, -1 all
+    bool redact_params = false;              ///< record every Bind value as "<redacted: N bytes>"
+    std::vector<std::string> redact_params_for;  ///< regular expressions (ECMAScript, case-insensitive) searched in
+                                             ///< statement text: Bind values for matching statements are redacted
     // SSH targets
     std::string host_key;                    ///< pinned backend host key, "ssh-ed25519 AAAA..." (required for ssh)
     bool allow_port_forwarding = false;      ///< client `direct-tcpip` channels (ssh -L) relayed through the backend

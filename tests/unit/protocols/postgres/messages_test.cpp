@@ -251,6 +251,34 @@ TEST_CASE("views: Bind with text, binary and NULL parameters") {
     CHECK(param_format(*none, 0) == 0);
 }
 
+TEST_CASE("builders: Bind round trip, and the redacted Bind keeps the call's shape, not its values") {
+    auto b = parse_bind(bind_body);
+    REQUIRE(b.has_value());
+    // bind() writes exactly what parse_bind read.
+    CHECK(bind(*b) == cat(bytes({'B', 0, 0, 0, static_cast<std::uint8_t>(4 + bind_body.size())}), bind_body));
+
+    const Bytes red = redact_bind(*b);
+    // 'B' | len | "" | "s1" | 0 formats (all text) | 3 params: "<redacted: 2 bytes>", "<redacted: 4 bytes>", NULL
+    // | 1 result format (binary)
+    const Bytes want_body = cat("\0s1\0"sv, bytes({0, 0, 0, 3}), bytes({0, 0, 0, 19}), "<redacted: 2 bytes>"sv,
+                                bytes({0, 0, 0, 19}), "<redacted: 4 bytes>"sv, bytes({0xFF, 0xFF, 0xFF, 0xFF}),
+                                bytes({0, 1, 0, 1}));
+    CHECK(to_hex(red) == to_hex(cat(bytes({'B', 0, 0, 0, static_cast<std::uint8_t>(4 + want_body.size())}), want_body)));
+    const auto m = only_message(red);
+    auto rb = parse_bind(m.body);
+    REQUIRE(rb.has_value());
+    CHECK(rb->statement == "s1");
+    REQUIRE(rb->params.size() == 3);
+    CHECK(as_chars(*rb->params[0]) == "<redacted: 2 bytes>");
+    CHECK(as_chars(*rb->params[1]) == "<redacted: 4 bytes>");
+    CHECK_FALSE(rb->params[2].has_value());
+    CHECK(param_format(*rb, 1) == 0);  // text now: the replay shows the marker, not hex
+    CHECK(rb->result_formats == std::vector<std::int16_t>{1});
+    // Nothing of the values survives.
+    CHECK(to_hex(red).find("00000007") == std::string::npos);
+    CHECK(std::string(reinterpret_cast<const char*>(red.data()), red.size()).find("42") == std::string::npos);
+}
+
 TEST_CASE("views: malformed Bind") {
     struct Case {
         const char* name;

@@ -35,5 +35,10 @@ Bytes password_message(std::string_view password);  ///< 'p', NUL-terminated (cl
 Bytes sasl_initial_response(std::string_view mechanism, std::string_view data);
 Bytes sasl_response(std::string_view data);  ///< 'p' SASLResponse: the data, no terminator
 Bytes query(std::string_view sql);           ///< 'Q'
+/// 'B': portal, statement, parameter formats, values (NULL as length -1), result formats, as given.
+Bytes bind(const Bind& b);
+/// The same Bind with every parameter value replaced by the text "<redacted: N bytes>" (NULL stays
+/// NULL) and every parameter format text, so a recording keeps the shape of the call, not its values.
+Bytes redact_bind(const Bind& b);
 
 }  // namespace gg::pg
