@@ -69,84 +69,88 @@ std::string render_pg_transcript(const DecodedRecording& rec, const TranscriptOp
             continue;
         }
         if (ev.kind != EventKind::pg_frontend && ev.kind != EventKind::pg_backend) continue;
-        auto d = pg::decode_message(ev.payload);
-        const pg::MessageDecoded* md = d ? std::get_if<pg::MessageDecoded>(&*d) : nullptr;
-        if (!md) {
-            line(ev.t_us, "?", "unreadable message (" + std::to_string(ev.payload.size()) + " bytes)");
-            continue;
-        }
-        const auto& m = md->message;
-        if (ev.kind == EventKind::pg_frontend) {
-            switch (m.type) {
-                case 'Q':
-                    if (auto q = pg::parse_query(m.body)) line(ev.t_us, "QUERY", show(*q, 100000));
-                    break;
-                case 'P':
-                    if (auto p = pg::parse_parse(m.body)) {
-                        line(ev.t_us, "PARSE", (p->statement.empty() ? std::string() : std::string(p->statement) + ": ") + show(p->query, 100000));
-                    }
-                    break;
-                case 'B':
-                    if (auto b = pg::parse_bind(m.body)) {
-                        std::string text = b->statement.empty() ? "(unnamed)" : std::string(b->statement);
-                        for (std::size_t i = 0; i < b->params.size(); ++i) {
-                            bool binary = false;
-                            if (b->param_formats.size() == 1) binary = b->param_formats[0] == 1;
-                            else if (i < b->param_formats.size()) binary = b->param_formats[i] == 1;
-                            text += (i == 0 ? "  $" : ", $") + std::to_string(i + 1) + "=" + value(b->params[i], binary, opts.max_value);
-                        }
-                        line(ev.t_us, "BIND", text);
-                    }
-                    break;
-                case 'E':
-                    if (auto e = pg::parse_execute(m.body)) {
-                        line(ev.t_us, "EXECUTE", e->portal.empty() ? "" : std::string(e->portal));
-                    }
-                    break;
-                case 'C':
-                    if (auto c = pg::parse_close(m.body)) {
-                        line(ev.t_us, "CLOSE", std::string(c->kind == 'S' ? "statement " : "portal ") + std::string(c->name));
-                    }
-                    break;
-                case 'S': line(ev.t_us, "SYNC", ""); break;
-                case 'd': copy_in += m.body.size(); break;
-                case 'c': line(ev.t_us, "COPY", "client sent " + std::to_string(copy_in) + " bytes"); copy_in = 0; break;
-                case 'f': line(ev.t_us, "COPY", "client aborted COPY"); copy_in = 0; break;
-                case 'X': line(ev.t_us, "END", "client sent Terminate"); break;
-                default: break;  // Describe, Flush: not shown
+        // An event holds one or more whole messages (all those relayed from one read).
+        for (ByteView rest = ev.payload; !rest.empty();) {
+            auto d = pg::decode_message(rest);
+            const pg::MessageDecoded* md = d ? std::get_if<pg::MessageDecoded>(&*d) : nullptr;
+            if (!md) {
+                line(ev.t_us, "?", "unreadable message (" + std::to_string(rest.size()) + " bytes)");
+                break;
             }
-        } else {
-            switch (m.type) {
-                case 'T':
-                    if (auto cols = pg::parse_row_description(m.body)) columns = *cols;
-                    break;
-                case 'D':
-                    if (opts.rows) {
-                        if (auto row = pg::parse_data_row(m.body)) {
-                            std::string text;
-                            for (std::size_t i = 0; i < row->size(); ++i) {
-                                if (i) text += ", ";
-                                text += (i < columns.size() ? columns[i] : "?") + "=" + value((*row)[i], false, opts.max_value);
-                            }
-                            line(ev.t_us, "  row", text);
+            const auto& m = md->message;
+            rest = rest.subspan(md->consumed);
+            if (ev.kind == EventKind::pg_frontend) {
+                switch (m.type) {
+                    case 'Q':
+                        if (auto q = pg::parse_query(m.body)) line(ev.t_us, "QUERY", show(*q, 100000));
+                        break;
+                    case 'P':
+                        if (auto p = pg::parse_parse(m.body)) {
+                            line(ev.t_us, "PARSE", (p->statement.empty() ? std::string() : std::string(p->statement) + ": ") + show(p->query, 100000));
                         }
-                    }
-                    break;
-                case 'C':
-                    if (auto tag = pg::parse_command_complete(m.body)) line(ev.t_us, "->", std::string(*tag));
-                    break;
-                case 'E':
-                    if (auto f = pg::parse_error_fields(m.body)) line(ev.t_us, "ERROR", f->sqlstate + " " + show(f->message, 1000));
-                    break;
-                case 'N':
-                    if (auto f = pg::parse_error_fields(m.body)) line(ev.t_us, "NOTICE", show(f->message, 1000));
-                    break;
-                case 'G': line(ev.t_us, "COPY", "server waits for COPY data"); break;
-                case 'H': line(ev.t_us, "COPY", "server sends COPY data"); break;
-                case 'd': copy_out += m.body.size(); break;
-                case 'c': line(ev.t_us, "COPY", "server sent " + std::to_string(copy_out) + " bytes"); copy_out = 0; break;
-                case 'I': line(ev.t_us, "->", "(empty query)"); break;
-                default: break;  // ReadyForQuery, ParseComplete, BindComplete, ...
+                        break;
+                    case 'B':
+                        if (auto b = pg::parse_bind(m.body)) {
+                            std::string text = b->statement.empty() ? "(unnamed)" : std::string(b->statement);
+                            for (std::size_t i = 0; i < b->params.size(); ++i) {
+                                bool binary = false;
+                                if (b->param_formats.size() == 1) binary = b->param_formats[0] == 1;
+                                else if (i < b->param_formats.size()) binary = b->param_formats[i] == 1;
+                                text += (i == 0 ? "  $" : ", $") + std::to_string(i + 1) + "=" + value(b->params[i], binary, opts.max_value);
+                            }
+                            line(ev.t_us, "BIND", text);
+                        }
+                        break;
+                    case 'E':
+                        if (auto e = pg::parse_execute(m.body)) {
+                            line(ev.t_us, "EXECUTE", e->portal.empty() ? "" : std::string(e->portal));
+                        }
+                        break;
+                    case 'C':
+                        if (auto c = pg::parse_close(m.body)) {
+                            line(ev.t_us, "CLOSE", std::string(c->kind == 'S' ? "statement " : "portal ") + std::string(c->name));
+                        }
+                        break;
+                    case 'S': line(ev.t_us, "SYNC", ""); break;
+                    case 'd': copy_in += m.body.size(); break;
+                    case 'c': line(ev.t_us, "COPY", "client sent " + std::to_string(copy_in) + " bytes"); copy_in = 0; break;
+                    case 'f': line(ev.t_us, "COPY", "client aborted COPY"); copy_in = 0; break;
+                    case 'X': line(ev.t_us, "END", "client sent Terminate"); break;
+                    default: break;  // Describe, Flush: not shown
+                }
+            } else {
+                switch (m.type) {
+                    case 'T':
+                        if (auto cols = pg::parse_row_description(m.body)) columns = *cols;
+                        break;
+                    case 'D':
+                        if (opts.rows) {
+                            if (auto row = pg::parse_data_row(m.body)) {
+                                std::string text;
+                                for (std::size_t i = 0; i < row->size(); ++i) {
+                                    if (i) text += ", ";
+                                    text += (i < columns.size() ? columns[i] : "?") + "=" + value((*row)[i], false, opts.max_value);
+                                }
+                                line(ev.t_us, "  row", text);
+                            }
+                        }
+                        break;
+                    case 'C':
+                        if (auto tag = pg::parse_command_complete(m.body)) line(ev.t_us, "->", std::string(*tag));
+                        break;
+                    case 'E':
+                        if (auto f = pg::parse_error_fields(m.body)) line(ev.t_us, "ERROR", f->sqlstate + " " + show(f->message, 1000));
+                        break;
+                    case 'N':
+                        if (auto f = pg::parse_error_fields(m.body)) line(ev.t_us, "NOTICE", show(f->message, 1000));
+                        break;
+                    case 'G': line(ev.t_us, "COPY", "server waits for COPY data"); break;
+                    case 'H': line(ev.t_us, "COPY", "server sends COPY data"); break;
+                    case 'd': copy_out += m.body.size(); break;
+                    case 'c': line(ev.t_us, "COPY", "server sent " + std::to_string(copy_out) + " bytes"); copy_out = 0; break;
+                    case 'I': line(ev.t_us, "->", "(empty query)"); break;
+                    default: break;  // ReadyForQuery, ParseComplete, BindComplete, ...
+                }
             }
         }
     }

@@ -382,6 +382,23 @@ TEST_CASE("the recording replays the statements and parameters in order, and ver
     CHECK_MESSAGE(verify.exit_code == 0, verify.out);
 }
 
+TEST_CASE("record_rows: the first 100 rows per statement are recorded, the rest counted") {
+    auto& s = shared();
+    auto r = s.psql("select g as n from generate_series(1, 250) g; select 'after' as tail", s.alice_token);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+    CHECK(r.out.find("250\n") != std::string::npos);  // the client gets every row
+    auto replay = run({GG_BINARY, "replay", s.newest_sealed_session(), "--config", s.config()});
+    REQUIRE_MESSAGE(replay.exit_code == 0, replay.describe());
+    CHECK(replay.out.find("  row    n='100'") != std::string::npos);
+    CHECK(replay.out.find("  row    n='101'") == std::string::npos);
+    const auto note = replay.out.find("150 more row(s) not recorded (record_rows = 100)");
+    const auto tag = replay.out.find("->       SELECT 250");
+    CHECK_MESSAGE(note != std::string::npos, replay.out);
+    CHECK(tag != std::string::npos);
+    CHECK(note < tag);
+    CHECK(replay.out.find("  row    tail='after'") != std::string::npos);  // the count starts again per statement
+}
+
 TEST_CASE("redact_params_for: Bind values of matching statements are recorded redacted, others as sent") {
     auto& s = shared();
     auto env = EnvChanges{.set = {{"PGPASSWORD", s.alice_token}}};

@@ -282,6 +282,8 @@ private:
     }
     /// Each pump's read buffer (grown only for a message larger than this).
     static constexpr std::size_t relay_buffer = 64 * 1024;
+    /// Consecutive messages of one read are recorded as one event up to this size.
+    static constexpr std::size_t record_batch = 256 * 1024;
     /// Writes up to this size try the socket at once, without a coroutine frame per layer.
     static constexpr std::size_t fast_write_max = 256 * 1024;
     // Coroutine parameters are references (callers always co_await at once): GCC 12 destroys
@@ -898,28 +900,43 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
             co_return;
         }
         bool terminate = false;
+        // Runs of consecutive messages are recorded as one event (up to record_batch bytes); a
+        // redacted or dropped message ends a run.
         const bool redacting = redact_all_ || !redact_for_.empty();
+        std::size_t run = 0;
+        auto flush_run = [&](std::size_t upto) {
+            const bool ok = upto == run || record(session::EventKind::pg_frontend, session::Direction::client_to_server,
+                                                  ByteView(buf.data() + run, upto - run));
+            run = upto;
+            return ok;
+        };
         for (std::size_t at = 0; at < consumed;) {
             const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
-            ByteView recorded(buf.data() + at, frame.size);
-            Bytes replacement;
+            if (frame.type == 'X') terminate = true;
+            if (at > run && at + frame.size - run > record_batch && !flush_run(at)) co_return;
             if (redacting) {
-                switch (redact(frame.type, recorded, replacement)) {
+                Bytes replacement;
+                switch (redact(frame.type, ByteView(buf.data() + at, frame.size), replacement)) {
                     case Redaction::as_is: break;
-                    case Redaction::replaced: recorded = replacement; break;
+                    case Redaction::replaced:
+                        if (!flush_run(at) ||
+                            !record(session::EventKind::pg_frontend, session::Direction::client_to_server, replacement)) {
+                            co_return;
+                        }
+                        run = at + frame.size;
+                        break;
                     case Redaction::dropped:
-                        recorded = {};
-                        if (!annotate("a Bind message that could not be parsed was not recorded (redact_params)")) co_return;
+                        if (!flush_run(at) ||
+                            !annotate("a Bind message that could not be parsed was not recorded (redact_params)")) {
+                            co_return;
+                        }
+                        run = at + frame.size;
                         break;
                 }
             }
-            if (!recorded.empty() &&
-                !record(session::EventKind::pg_frontend, session::Direction::client_to_server, recorded)) {
-                co_return;
-            }
-            if (frame.type == 'X') terminate = true;
             at += frame.size;
         }
+        if (!flush_run(consumed)) co_return;
         if (consumed > 0) {
             boost::system::error_code wec;
             if (consumed <= fast_write_max && backend_lock_.try_lock()) {
@@ -973,28 +990,36 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
             end(CloseReason::protocol_error, "malformed backend message: " + reason);
             co_return;
         }
+        // As in the other direction, runs of messages are one event; rows beyond record_rows end a run
+        // (they are left out), and so does the note about them.
+        std::size_t run = 0;
+        auto flush_run = [&](std::size_t upto) {
+            const bool ok = upto == run || record(session::EventKind::pg_backend, session::Direction::server_to_client,
+                                                  ByteView(buf.data() + run, upto - run));
+            run = upto;
+            return ok;
+        };
         for (std::size_t at = 0; at < consumed;) {
             const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
-            const auto whole = ByteView(buf.data() + at, frame.size);
-            at += frame.size;
+            if (at > run && at + frame.size - run > record_batch && !flush_run(at)) co_return;
             if (frame.type == 'D') {
                 ++rows;
-                if (record_rows < 0 || rows <= record_rows) {
-                    if (!record(session::EventKind::pg_backend, session::Direction::server_to_client, whole)) co_return;
-                }
-                continue;
-            }
-            if (frame.type == 'C' || frame.type == 'E' || frame.type == 'Z' || frame.type == 'I' || frame.type == 's') {
                 if (record_rows >= 0 && rows > record_rows) {
-                    if (!annotate(std::to_string(rows - record_rows) + " more row(s) not recorded (record_rows = " +
-                                  std::to_string(record_rows) + ")")) {
+                    if (!flush_run(at)) co_return;
+                    run = at + frame.size;
+                }
+            } else if (frame.type == 'C' || frame.type == 'E' || frame.type == 'Z' || frame.type == 'I' || frame.type == 's') {
+                if (record_rows >= 0 && rows > record_rows) {
+                    if (!flush_run(at) || !annotate(std::to_string(rows - record_rows) + " more row(s) not recorded (record_rows = " +
+                                                    std::to_string(record_rows) + ")")) {
                         co_return;
                     }
                 }
                 rows = 0;
             }
-            if (!record(session::EventKind::pg_backend, session::Direction::server_to_client, whole)) co_return;
+            at += frame.size;
         }
+        if (!flush_run(consumed)) co_return;
         if (consumed > 0) {
             boost::system::error_code wec;
             if (consumed <= fast_write_max && client_lock_.try_lock()) {
