@@ -44,7 +44,7 @@ using namespace std::chrono_literals;
 constexpr std::string_view root_keys[] = {"server", "listen", "tls", "idp", "admin", "ssh", "log", "target", "fallback"};
 constexpr std::string_view ssh_keys[] = {"host_key", "login_grace", "sso_cache", "env_allow", "max_auth_failures"};
 constexpr std::string_view server_keys[] = {"state_dir", "admin_socket", "shutdown_grace", "recording_buffer_bytes"};
-constexpr std::string_view listen_keys[] = {"postgres", "ssh", "allow_plaintext"};
+constexpr std::string_view listen_keys[] = {"postgres", "ssh", "allow_plaintext", "postgres_auth_timeout"};
 constexpr std::string_view tls_keys[] = {"cert_file", "key_file"};
 constexpr std::string_view idp_keys[] = {"issuer",        "client_id",     "audience",          "username_claim",
                                          "groups_claim",  "probe_interval", "probe_timeout",    "unreachable_after",
@@ -323,6 +323,7 @@ private:
         config_.listen.postgres = t.read_address("postgres");
         config_.listen.ssh = t.read_address("ssh");
         assign(config_.listen.allow_plaintext, t.read_bool("allow_plaintext"));
+        assign(config_.listen.postgres_auth_timeout, t.read_duration("postgres_auth_timeout", ZeroDuration::rejected));
     }
 
     void read_tls(const toml::table& table) {

@@ -85,6 +85,9 @@ struct Server::Impl {
     /// Listeners, signals and shutdown run on this strand; each connection gets a strand of its own,
     /// so the io_context can run on several threads.
     asio::strand<asio::io_context::executor_type> control{asio::make_strand(io)};
+    /// The io_context runs on one thread: connections then run on it directly, as a strand would
+    /// add a hop through its queue to every completion and serialise nothing more.
+    bool single_io_thread = true;
     asio::signal_set signals{control, SIGINT, SIGTERM};
     std::optional<tcp::acceptor> pg_acceptor;
     std::optional<tcp::acceptor> ssh_acceptor;
@@ -141,7 +144,7 @@ struct Server::Impl {
             std::shared_ptr<asio::ssl::context> tls;
             if (cfg.tls) tls = postgres::make_client_tls(*cfg.tls);
             pg = std::shared_ptr<postgres::Services>(new postgres::Services{
-                cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, std::chrono::seconds(10)});
+                cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, cfg.listen.postgres_auth_timeout});
         }
         if (ssh_acceptor) {
             auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
@@ -227,7 +230,8 @@ struct Server::Impl {
     asio::awaitable<void> accept_loop(tcp::acceptor& acc, std::string_view what) {
         for (;;) {
             // One strand per connection: both legs, timers and the watchdog of a session.
-            auto strand = asio::make_strand(io);
+            const auto strand = single_io_thread ? asio::any_io_executor(io.get_executor())
+                                                 : asio::any_io_executor(asio::make_strand(io));
             auto [ec, sock] = co_await acc.async_accept(strand, asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || stopping) co_return;
             if (ec) {
@@ -463,6 +467,7 @@ int Server::run() {
     if (const char* t = std::getenv("GLASSGATE_IO_THREADS"); t && *t) {
         threads = std::clamp(static_cast<unsigned>(std::strtoul(t, nullptr, 10)), 1u, 16u);
     }
+    d.single_io_thread = threads == 1;
     std::vector<std::thread> pool;
     for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&d] { d.io.run(); });
     d.io.run();

@@ -67,6 +67,7 @@ recording_buffer_bytes = 1048576
 postgres = "127.0.0.1:6432"
 ssh = "[::1]:2222"
 allow_plaintext = true
+postgres_auth_timeout = "30s"
 
 [tls]
 cert_file = "tls/cert.pem"
@@ -145,6 +146,7 @@ notify = ["http://hooks.local/a", "https://hooks.example.com/b"]
     REQUIRE(c.listen.ssh.has_value());
     CHECK(*c.listen.ssh == SocketAddress{"::1", 2222});
     CHECK(c.listen.allow_plaintext);
+    CHECK(c.listen.postgres_auth_timeout == Duration(30s));
 
     REQUIRE(c.tls.has_value());
     CHECK(c.tls->cert_file == fs::path("/etc/glassgate/tls/cert.pem"));
@@ -229,6 +231,7 @@ TEST_CASE("an empty file is a valid configuration with every default") {
     CHECK_FALSE(c.listen.postgres.has_value());
     CHECK_FALSE(c.listen.ssh.has_value());
     CHECK_FALSE(c.listen.allow_plaintext);
+    CHECK(c.listen.postgres_auth_timeout == Duration(10s));
     CHECK_FALSE(c.tls.has_value());
     CHECK_FALSE(c.idp.has_value());
     CHECK_FALSE(c.admin.listen.has_value());

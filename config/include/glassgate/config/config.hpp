@@ -36,6 +36,7 @@ struct ListenConfig {
     std::optional<SocketAddress> postgres;  ///< [restart] absent: no PostgreSQL listener
     std::optional<SocketAddress> ssh;       ///< [restart] absent: no SSH listener
     bool allow_plaintext = false;           ///< PostgreSQL clients without TLS (loopback demos only)
+    Duration postgres_auth_timeout = std::chrono::seconds(10);  ///< startup packet and password must arrive within it
 };
 
 struct TlsConfig {
