@@ -117,7 +117,7 @@ asio::awaitable<std::string> Conn::handshake(bool server, ByteView already) {
         SSL_set_connect_state(ssl_);
     }
     in_.resize(std::max(in_capacity, already.size()));
-    std::memcpy(in_.data(), already.data(), already.size());
+    if (!already.empty()) std::memcpy(in_.data(), already.data(), already.size());
     in_at_ = 0;
     in_len_ = already.size();
     for (;;) {
