@@ -59,6 +59,7 @@ bool SessionScope::open(const Open& o) {
     deps_.metrics.set("glassgate_sessions_active", {}, static_cast<double>(deps_.active_sessions.load()));
     boost::json::object details{{"protocol", hdr.protocol}, {"auth", method_label_}, {"method", o.auth_detail}};
     if (!o.reason.empty()) details["reason"] = o.reason;
+    for (const auto& [k, v] : o.audit_details) details[k] = v;
     audit("session.start", "ok", "", std::move(details));
     return true;
 }
@@ -162,7 +163,8 @@ asio::awaitable<void> SessionScope::close(session::CloseReason why, std::string 
                                                    {"reason", std::string(session::to_string(r.close_reason))}});
     audit("session.end", r.close_reason == session::CloseReason::client_disconnect ? "ok" : "closed",
           std::string(session::to_string(r.close_reason)) + (r.close_detail.empty() ? "" : ": " + r.close_detail),
-          {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}});
+          {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}, {"auth", method_label_},
+           {"recording", r.recording}});
     log_->info("session ended: {}{}", session::to_string(r.close_reason), r.close_detail.empty() ? "" : ": " + r.close_detail);
 }
 

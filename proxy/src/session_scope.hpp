@@ -59,6 +59,7 @@ public:
         std::optional<std::chrono::microseconds> cap;     ///< session time cap
         std::string reason;                               ///< break-glass reason
         boost::json::object extra;                        ///< recording header extras
+        boost::json::object audit_details;                ///< more details for the session.start audit event
     };
     /// Creates the session, its index row and its recording, and audits session.start. Returns
     /// false when the recording cannot be opened: the session is then failed, saved and audited,
@@ -88,6 +89,8 @@ public:
                                        std::uint64_t bytes_out);
 
     [[nodiscard]] bool opened() const noexcept { return session_.has_value(); }
+    /// Why the session ended (after close()).
+    [[nodiscard]] session::CloseReason close_reason() const { return session_->record().close_reason; }
     [[nodiscard]] const std::string& id() const { return session_->id(); }
     [[nodiscard]] spdlog::logger& log() const { return *log_; }
     /// Microseconds since open (the recording's time base).

@@ -232,16 +232,22 @@ public:
           client_(std::move(sock), svc_->client_tls ? svc_->client_tls : plain_ctx()),
           client_lock_(ex_),
           backend_lock_(ex_),
-          watchdog_(ex_) {
+          watchdog_(ex_),
+          peer_(describe_peer(client_.socket())),
+          scope_(SessionDeps{svc_->store, svc_->recordings, svc_->metrics, svc_->active_sessions, *svc_->blocking},
+                 session::Protocol::postgres, peer_) {
         boost::system::error_code ec;
-        auto ep = client_.socket().remote_endpoint(ec);
-        peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
         client_.socket().set_option(tcp::no_delay(true), ec);
     }
 
     asio::awaitable<void> run();
 
 private:
+    static std::string describe_peer(const tcp::socket& s) {
+        boost::system::error_code ec;
+        auto ep = s.remote_endpoint(ec);
+        return ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
     static std::shared_ptr<asio::ssl::context> plain_ctx() {
         static auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
         return ctx;
@@ -304,13 +310,12 @@ private:
     asio::awaitable<void> watch(const config::Target& target, Conn& backend);
 
     bool record(session::EventKind kind, session::Direction dir, ByteView payload) {
-        if (!rec_) return true;
-        const auto t = static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0_).count());
-        if (rec_->append(kind, dir, payload, t)) return true;
-        end(CloseReason::recording_failed, "recording failed: " + rec_->failure());
+        if (!scope_.opened()) return true;
+        if (scope_.record(kind, dir, payload)) return true;
+        end(CloseReason::recording_failed, "recording failed: " + scope_.recording_failure());
         return false;
     }
+    spdlog::logger& log() { return scope_.log(); }
     bool annotate(const std::string& text) {
         return record(session::EventKind::annotation, session::Direction::none, as_bytes(text));
     }
@@ -325,16 +330,8 @@ private:
         watchdog_.cancel();
     }
     void audit(std::string type, std::string outcome, std::string reason, boost::json::object details = {}) {
-        write_audit(svc_->store, {session_ ? session_->id() : std::string(), identity_, target_name_, peer_},
+        write_audit(svc_->store, {scope_.opened() ? scope_.id() : std::string(), identity_, target_name_, peer_},
                     std::move(type), std::move(outcome), std::move(reason), std::move(details));
-    }
-    void save() {
-        if (!session_) return;
-        try {
-            svc_->store.save_session(session_->record());
-        } catch (const std::exception& e) {
-            log_->error("cannot update the sessions index: {}", e.what());
-        }
     }
     asio::awaitable<void> refuse(const std::string& sqlstate, const std::string& client_msg, const std::string& log_reason,
                                  const std::string& type = "auth.denied") {
@@ -351,16 +348,13 @@ private:
     AsyncLock backend_lock_;
     asio::steady_timer watchdog_;
     std::string peer_;
+    SessionScope scope_;  ///< index row, recording, audit, close
     Bytes buf_;
     std::size_t len_ = 0;
 
     std::string user_;
     std::string identity_;
     std::string target_name_;
-    std::optional<session::Session> session_;
-    std::shared_ptr<spdlog::logger> log_;
-    std::shared_ptr<RecordingHandle> rec_;
-    std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
     bool ended_ = false;
     CloseReason reason_ = CloseReason::none;
@@ -370,7 +364,6 @@ private:
     std::optional<std::chrono::milliseconds> cap_;
     std::chrono::milliseconds warn_{std::chrono::minutes(5)};
     std::string cap_source_;
-    std::string auth_label_ = "sso";
     std::optional<breakglass::Grant> grant_;  ///< the consumed emergency account, for break-glass sessions
     // Bind redaction (the target's redact_params / redact_params_for).
     bool redact_all_ = false;
@@ -571,10 +564,7 @@ asio::awaitable<void> ClientSession::run() {
         co_return;
     }
     const auto gg_options = take_glassgate_options(startup->get("options"));
-    std::uint8_t rnd[10];
-    auto rb = crypto::random_bytes(10);
-    std::memcpy(rnd, rb.data(), 10);
-    const std::string session_id = session::make_session_id(now_tp(), rnd);
+    const std::string session_id = scope_.reserve_id();  // break-glass consumes an account for it
     std::optional<oidc::Identity> ident;
     bool sent_auth_ok = false;
     std::string auth_method = "token";
@@ -601,7 +591,6 @@ asio::awaitable<void> ClientSession::run() {
         grant_ = std::move(decision.grant);
         identity_ = user_;
         auth_method = "breakglass";
-        auth_label_ = "breakglass";
         cap_ = grant_->max_session;
         warn_ = grant_->warn_before;
         cap_source_ = "emergency access limit of rule \"" + grant_->rule_name + "\"";
@@ -661,54 +650,26 @@ asio::awaitable<void> ClientSession::run() {
     const std::string reason = grant_ ? grant_->reason : std::string();
 
     // The session: index row, recording first (fail closed), audit.
-    const auto started = now_tp();
-    t0_ = std::chrono::steady_clock::now();  // recording timestamps and the deadline count from here
-    last_activity_ = t0_;
-    session_.emplace(session_id, session::Protocol::postgres, peer_, started);
-    log_ = logging::session_logger(session_->id());
-    std::optional<std::chrono::microseconds> cap;
-    if (cap_) cap = std::chrono::duration_cast<std::chrono::microseconds>(*cap_);
-    (void)session_->authorize(identity_, method, target_name_, cap, reason);
-    session::RecordingHeader hdr;
-    hdr.session_id = session_->id();
-    hdr.protocol = "postgres";
-    hdr.target = target_name_;
-    hdr.identity = identity_;
-    hdr.started_unix_us = started.time_since_epoch().count();
-    hdr.extra = {{"client", peer_}, {"database", database}, {"auth", auth_method}, {"user", user_}};
+    last_activity_ = std::chrono::steady_clock::now();
+    SessionScope::Open open{.identity = identity_, .method = method, .auth_detail = auth_method, .target = target_name_,
+                            .cap = std::nullopt, .reason = reason, .extra = {{"database", database}, {"user", user_}},
+                            .audit_details = {{"database", database}}};
+    if (cap_) {
+        open.cap = std::chrono::duration_cast<std::chrono::microseconds>(*cap_);
+        open.audit_details["max_session"] = config::format_duration(*cap_);
+    }
     if (grant_) {
-        hdr.extra["mode"] = "breakglass";
-        hdr.extra["reason"] = grant_->reason;
-        hdr.extra["rule"] = grant_->rule_name;
+        open.extra["rule"] = grant_->rule_name;
+        open.audit_details["rule"] = grant_->rule_name;
     }
-    std::string rec_error;
-    try {
-        rec_ = svc_->recordings.open(hdr);
-        session_->set_recording(rec_->path().filename().string());
-    } catch (const std::exception& e) {
-        rec_error = e.what();
-    }
-    if (!rec_) {
-        session_->fail(CloseReason::recording_failed, rec_error, now_tp());
-        save();
-        log_->error("cannot open the recording: {}", rec_error);
-        audit("session.refused", "error", "recording unavailable: " + rec_error);
+    if (!scope_.open(open)) {
         co_await fatal("58030", "glassgate cannot record this session, so it is refused");
         client_.close();
         // The emergency credential was consumed before the recording was tried: it stays consumed.
         if (grant_) svc_->breakglass->session_closed(*grant_, "recording_failed", now_tp());
         co_return;
     }
-    save();
-    ++svc_->active_sessions;
-    svc_->metrics.set("glassgate_sessions_active", {}, static_cast<double>(svc_->active_sessions.load()));
-    {
-        boost::json::object details{{"protocol", "postgres"}, {"auth", auth_label_}, {"method", auth_method}, {"database", database}};
-        if (cap_) details["max_session"] = config::format_duration(*cap_);
-        if (grant_) details["rule"] = grant_->rule_name;
-        audit("session.start", "ok", reason, std::move(details));
-    }
-    log_->info("postgres session: {} ({}) -> {} database {} from {}{}", identity_, auth_method, target_name_, database, peer_,
+    log().info("postgres session: {} ({}) -> {} database {} from {}{}", identity_, auth_method, target_name_, database, peer_,
                grant_ ? " [break-glass, reason \"" + grant_->reason + "\"]" : std::string());
 
     // Backend leg with the stored secret.
@@ -716,7 +677,7 @@ asio::awaitable<void> ClientSession::run() {
     try {
         secret = SecretStore(svc_->store, svc_->secrets_key).get(target_name_);
     } catch (const std::exception& e) {
-        log_->error("cannot read the secret for {}: {}", target_name_, e.what());
+        log().error("cannot read the secret for {}: {}", target_name_, e.what());
     }
     std::vector<std::pair<std::string, std::string>> fwd;
     for (const auto& [k, v] : startup->params) {
@@ -731,16 +692,16 @@ asio::awaitable<void> ClientSession::run() {
         br = co_await connect_backend(*target, *secret, database, fwd, 10s);
     }
     if (!br.session) {
-        log_->error("{}", br.error);
+        log().error("{}", br.error);
         annotate("backend connection failed: " + br.error);
-        session_->fail(CloseReason::backend_error, br.error, now_tp());
+        reason_ = CloseReason::backend_error;
+        detail_ = br.error;
         co_await fatal(br.sqlstate == "3D000" ? "3D000" : "08006", br.client_error);
         client_.close();
     } else {
-        (void)session_->activate();
-        save();
+        scope_.activate();
         backend_ = br.session->conn.get();
-        auto [pid, key] = svc_->cancels.add({br.session->endpoint, br.session->pid, br.session->key, session_->id()});
+        auto [pid, key] = svc_->cancels.add({br.session->endpoint, br.session->pid, br.session->key, scope_.id()});
         Bytes hello;
         if (!sent_auth_ok) {
             auto ok = pg::authentication_ok();
@@ -770,46 +731,11 @@ asio::awaitable<void> ClientSession::run() {
         co_await relay(*br.session, *target);
         svc_->closers.remove(closer_id);
         svc_->cancels.remove(pid);
-        if (session_->state() == session::State::active) (void)session_->begin_close(reason_, detail_);
-        (void)session_->finish(now_tp());
-        if (session_->state() != session::State::closed) session_->fail(reason_, detail_, now_tp());
     }
-    // Close: seal the recording, index, audit.
-    session_->add_bytes(c2s_, s2c_);
-    // Sealing waits for the writer thread (flush + fdatasync): never block an io thread on it.
-    const auto t_end = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0_).count());
-    auto sealed = std::make_shared<std::atomic<bool>>(false);
-    auto seal_result = std::make_shared<RecordingHandle::SealInfo>();
-    asio::post(*svc_->blocking, [rec = rec_, t_end, sealed, seal_result] {
-        *seal_result = rec->close(t_end);
-        sealed->store(true);
-    });
-    {
-        asio::steady_timer poll(ex_);
-        while (!sealed->load()) {
-            poll.expires_after(std::chrono::milliseconds(5));
-            (void)co_await poll.async_wait(use_tuple);
-        }
-    }
-    const auto seal = *seal_result;
-    if (seal.ok) {
-        session_->set_seal(seal.events, seal.chain_hash_hex);
-    } else {
-        log_->error("recording could not be sealed: {}", seal.error);
-    }
-    save();
-    --svc_->active_sessions;
-    svc_->metrics.set("glassgate_sessions_active", {}, static_cast<double>(svc_->active_sessions.load()));
-    const auto& r = session_->record();
-    svc_->metrics.inc("glassgate_sessions_total", {{"protocol", "postgres"}, {"auth", auth_label_}, {"reason", std::string(session::to_string(r.close_reason))}});
-    audit("session.end", r.close_reason == CloseReason::client_disconnect ? "ok" : "closed",
-          std::string(session::to_string(r.close_reason)) + (r.close_detail.empty() ? "" : ": " + r.close_detail),
-          {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}, {"auth", auth_label_},
-           {"recording", r.recording}});
+    // Close: seal the recording (off the io thread), index, audit, metrics.
+    co_await scope_.close(reason_, detail_, c2s_, s2c_);
     // Break-glass: the account is used now (a new stage is needed), rotation queued if the rule says so.
-    if (grant_) svc_->breakglass->session_closed(*grant_, session::to_string(r.close_reason), now_tp());
-    log_->info("session ended: {}{}", session::to_string(r.close_reason), r.close_detail.empty() ? "" : ": " + r.close_detail);
+    if (grant_) svc_->breakglass->session_closed(*grant_, session::to_string(scope_.close_reason()), now_tp());
 }
 
 ClientSession::Redaction ClientSession::redact(char type, ByteView whole, Bytes& out) {
@@ -894,7 +820,7 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
         const auto [consumed, bad] = frame_extent(buf, len, limits, need);
         if (bad) {
             const std::string reason = framing_error(ByteView(buf.data() + consumed, len - consumed), limits);
-            log_->warn("malformed message from the client: {}", reason);
+            log().warn("malformed message from the client: {}", reason);
             co_await fatal("08P01", "invalid message: " + reason);
             end(CloseReason::protocol_error, "malformed client message: " + reason);
             co_return;
@@ -985,7 +911,7 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
         const auto [consumed, bad] = frame_extent(buf, len, limits, need);
         if (bad) {
             const std::string reason = framing_error(ByteView(buf.data() + consumed, len - consumed), limits);
-            log_->error("malformed message from the backend: {}", reason);
+            log().error("malformed message from the backend: {}", reason);
             co_await fatal("08P01", "glassgate received an invalid message from the database server");
             end(CloseReason::protocol_error, "malformed backend message: " + reason);
             co_return;
@@ -1044,7 +970,7 @@ asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& b
     std::optional<steady::time_point> deadline;
     std::vector<std::pair<steady::time_point, std::string>> warnings;
     if (cap_) {
-        deadline = t0_ + *cap_;
+        deadline = scope_.started() + *cap_;
         auto warn = warn_;
         auto fmt = [](std::chrono::milliseconds d) { return config::format_duration(d); };
         if (warn > std::chrono::milliseconds(0) && warn < *cap_) warnings.emplace_back(*deadline - warn, fmt(warn));
