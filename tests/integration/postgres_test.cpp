@@ -107,8 +107,8 @@ Stack& shared() {
     return s;
 }
 
-/// Raw bytes to the proxy; returns what came back before the proxy closed (or `wait` passed).
-std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds wait = 3s) {
+/// A TCP connection to 127.0.0.1:port, or -1.
+int connect_loopback(std::uint16_t port) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -116,8 +116,15 @@ std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chro
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
         ::close(fd);
-        return "<connect failed>";
+        return -1;
     }
+    return fd;
+}
+
+/// Raw bytes to the proxy; returns what came back before the proxy closed (or `wait` passed).
+std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds wait = 3s) {
+    const int fd = connect_loopback(port);
+    if (fd < 0) return "<connect failed>";
     (void)!::write(fd, bytes.data(), bytes.size());
     timeval tv{static_cast<time_t>(wait.count() / 1000), static_cast<suseconds_t>(wait.count() % 1000 * 1000)};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -145,15 +152,8 @@ std::string be32(std::uint32_t v) {
 /// what the server sent after the handshake (message types and text), or "<tls: ...>" when the
 /// handshake itself failed.
 std::string direct_tls_session(std::uint16_t port, bool alpn, const std::string& token, const std::string& sql) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
-        return "<connect failed>";
-    }
+    const int fd = connect_loopback(port);
+    if (fd < 0) return "<connect failed>";
     timeval tv{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
@@ -503,12 +503,8 @@ TEST_CASE("1000 idle pre-auth connections at once: memory stays bounded, others 
     const long before = rss_kb();
     std::vector<int> fds;
     for (int i = 0; i < 1000; ++i) {
-        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(s.port);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        const int fd = connect_loopback(s.port);
+        REQUIRE(fd >= 0);
         const std::string partial = be32(64) + be32(196608) + "user";  // a startup packet that never ends
         (void)!::write(fd, partial.data(), partial.size());
         fds.push_back(fd);
