@@ -229,21 +229,22 @@ struct Server::Impl {
 
     asio::awaitable<void> accept_loop(tcp::acceptor& acc, std::string_view what) {
         for (;;) {
-            // One strand per connection: both legs, timers and the watchdog of a session.
-            const auto strand = single_io_thread ? asio::any_io_executor(io.get_executor())
-                                                 : asio::any_io_executor(asio::make_strand(io));
-            auto [ec, sock] = co_await acc.async_accept(strand, asio::as_tuple(asio::use_awaitable));
+            // One strand per connection (both legs, timers and the watchdog of a session), or the
+            // io_context itself when it runs on one thread.
+            const auto conn_ex = single_io_thread ? asio::any_io_executor(io.get_executor())
+                                                  : asio::any_io_executor(asio::make_strand(io));
+            auto [ec, sock] = co_await acc.async_accept(conn_ex, asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || stopping) co_return;
             if (ec) {
                 spdlog::warn("{} accept failed: {}", what, ec.message());
                 continue;
             }
             if (what == "postgres" && pg) {
-                asio::co_spawn(strand, postgres::handle_client(std::move(sock), pg), asio::detached);
+                asio::co_spawn(conn_ex, postgres::handle_client(std::move(sock), pg), asio::detached);
                 continue;
             }
             if (what == "ssh" && sshs) {
-                asio::co_spawn(strand, ssh::handle_client(std::move(sock), sshs), asio::detached);
+                asio::co_spawn(conn_ex, ssh::handle_client(std::move(sock), sshs), asio::detached);
                 continue;
             }
             boost::system::error_code pec;
