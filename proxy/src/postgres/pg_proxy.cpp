@@ -316,6 +316,12 @@ private:
         return false;
     }
     spdlog::logger& log() { return scope_.log(); }
+    /// Records buf[run, upto) as one event (nothing when empty) and moves `run` to `upto`.
+    bool record_run(session::EventKind kind, session::Direction dir, const Bytes& buf, std::size_t& run, std::size_t upto) {
+        const bool ok = upto == run || record(kind, dir, ByteView(buf.data() + run, upto - run));
+        run = upto;
+        return ok;
+    }
     bool annotate(const std::string& text) {
         return record(session::EventKind::annotation, session::Direction::none, as_bytes(text));
     }
@@ -831,10 +837,7 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
         const bool redacting = redact_all_ || !redact_for_.empty();
         std::size_t run = 0;
         auto flush_run = [&](std::size_t upto) {
-            const bool ok = upto == run || record(session::EventKind::pg_frontend, session::Direction::client_to_server,
-                                                  ByteView(buf.data() + run, upto - run));
-            run = upto;
-            return ok;
+            return record_run(session::EventKind::pg_frontend, session::Direction::client_to_server, buf, run, upto);
         };
         for (std::size_t at = 0; at < consumed;) {
             const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
@@ -920,10 +923,7 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
         // (they are left out), and so does the note about them.
         std::size_t run = 0;
         auto flush_run = [&](std::size_t upto) {
-            const bool ok = upto == run || record(session::EventKind::pg_backend, session::Direction::server_to_client,
-                                                  ByteView(buf.data() + run, upto - run));
-            run = upto;
-            return ok;
+            return record_run(session::EventKind::pg_backend, session::Direction::server_to_client, buf, run, upto);
         };
         for (std::size_t at = 0; at < consumed;) {
             const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
