@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "glassgate/proxy/state_store.hpp"
 
@@ -102,14 +103,26 @@ public:
             throw StoreError("cannot open state store " + file.string() + ": " + msg);
         }
         sqlite3_busy_timeout(db_, 10000);
-        try {
-            exec("PRAGMA journal_mode=WAL");
-            exec("PRAGMA synchronous=NORMAL");
-            exec("PRAGMA foreign_keys=ON");
-            exec(schema_sql);
-        } catch (const StoreError& e) {
-            sqlite3_close(db_);
-            throw StoreError("cannot initialise state store " + file.string() + ": " + e.what());
+        // Switching a new file to WAL and creating the schema can fail with SQLITE_BUSY at once, without
+        // the busy handler, while another connection (serve starting, a CLI command) does the same:
+        // retry the whole step for as long as the busy timeout would have waited.
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        for (;;) {
+            try {
+                exec("PRAGMA journal_mode=WAL");
+                exec("PRAGMA synchronous=NORMAL");
+                exec("PRAGMA foreign_keys=ON");
+                exec(schema_sql);
+                break;
+            } catch (const StoreError& e) {
+                const int code = sqlite3_errcode(db_);
+                if ((code == SQLITE_BUSY || code == SQLITE_LOCKED) && std::chrono::steady_clock::now() < give_up) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                    continue;
+                }
+                sqlite3_close(db_);
+                throw StoreError("cannot initialise state store " + file.string() + ": " + e.what());
+            }
         }
     }
     ~SqliteStore() override { sqlite3_close(db_); }
