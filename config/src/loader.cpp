@@ -54,9 +54,11 @@ constexpr std::string_view log_keys[] = {"level", "format"};
 constexpr std::string_view target_keys[] = {"name",        "protocol",    "address",      "backend_user", "allow",
                                             "max_session", "warn_before", "idle_timeout", "database",     "databases",
                                             "tls",         "ca_file",     "record_rows",  "host_key",     "allow_port_forwarding",
-                                            "record_sftp_contents", "authorized_keys", "redact_params", "redact_params_for"};
+                                            "record_sftp_contents", "authorized_keys", "redact_params", "redact_params_for",
+                                            "pool_size",   "pool_idle"};
 constexpr std::string_view postgres_only_keys[] = {"database", "databases", "tls",          "ca_file",
-                                                   "record_rows", "redact_params", "redact_params_for"};
+                                                   "record_rows", "redact_params", "redact_params_for",
+                                                   "pool_size",   "pool_idle"};
 constexpr std::string_view fallback_keys[] = {"name",        "trigger",        "accounts",        "targets", "max_session",
                                               "warn_before", "require_reason", "rotate_on_close", "notify"};
 
@@ -417,6 +419,10 @@ private:
             }
             assign(target.redact_params, t.read_bool("redact_params"));
             assign(target.redact_params_for, t.read_strings("redact_params_for"));
+            if (auto v = t.read_integer("pool_size", 0, 1000)) {
+                target.pool_size = static_cast<int>(*v);
+            }
+            assign(target.pool_idle, t.read_duration("pool_idle", ZeroDuration::rejected));
             for (const auto& pattern : target.redact_params_for) {
                 try {
                     std::regex check(pattern, std::regex::ECMAScript | std::regex::icase);

@@ -145,6 +145,7 @@ struct Server::Impl {
             if (cfg.tls) tls = postgres::make_client_tls(*cfg.tls);
             pg = std::shared_ptr<postgres::Services>(new postgres::Services{
                 cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, cfg.listen.postgres_auth_timeout});
+            pg->pool = postgres::make_backend_pool(&metrics);
         }
         if (ssh_acceptor) {
             auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
@@ -404,7 +405,10 @@ struct Server::Impl {
         signals.cancel(ec);
         if (sshs) sshs->stopping = true;
         if (pg || sshs) {
-            if (pg) pg->stopping = true;
+            if (pg) {
+                pg->stopping = true;
+                postgres::stop_backend_pool(*pg->pool);
+            }
             // Sessions get shutdown_grace to finish on their own, then are ended with a FATAL message.
             asio::co_spawn(control, [this]() -> asio::awaitable<void> {
                 asio::steady_timer t(control);

@@ -37,6 +37,7 @@ struct Stack {
     TempDir dir;
     std::uint16_t port = 0;
     std::string app_password = random_hex(24);
+    std::uint16_t admin_port = free_port();
     Process serve;
     std::string alice_token;
 
@@ -48,6 +49,7 @@ struct Stack {
         const auto cfg = dir / "glassgate.toml";
         std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
                            << "[listen]\npostgres = \"127.0.0.1:" << port << "\"\npostgres_auth_timeout = \"6s\"\n"
+                           << "[admin]\nlisten = \"127.0.0.1:" << admin_port << "\"\n"
                            << "[tls]\ncert_file = \"" << cert.cert.string() << "\"\nkey_file = \"" << cert.key.string() << "\"\n"
                            << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
                            << "[[target]]\nname = \"appdb\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:" << pg.port()
@@ -84,6 +86,14 @@ struct Stack {
         return ids;
     }
     [[nodiscard]] std::string serve_log() const { return read_file(dir / "serve.log"); }
+    /// The value of one metric series (as printed on /metrics), or -1 when it is absent.
+    [[nodiscard]] double metric(const std::string& series) const {
+        auto m = http_get("127.0.0.1", admin_port, "/metrics");
+        if (!m) return -1;
+        const auto at = m->body.find("\n" + series + " ");
+        if (at == std::string::npos) return -1;
+        return std::stod(m->body.substr(at + series.size() + 2));
+    }
     /// The newest session's id once it is closed and its recording sealed (the proxy seals after the
     /// client has gone, so a test that just ran psql waits a moment).
     [[nodiscard]] std::string newest_sealed_session() const {
@@ -424,6 +434,53 @@ TEST_CASE("redact_params_for: Bind values of matching statements are recorded re
     CHECK(replay.out.find("glassgate_redact_me") != std::string::npos);
     auto verify = run({GG_BINARY, "verify", "--all", "--config", s.config()});
     CHECK_MESSAGE(verify.exit_code == 0, verify.out);
+}
+
+TEST_CASE("pool_size: a session that ends at rest leaves its backend connection, reset, to the next one") {
+    Stack s("pool_size = 2\npool_idle = \"30s\"\n");
+    const std::string idle = "glassgate_postgres_pool_idle{target=\"appdb\"}";
+    auto pid_of = [&](const std::string& sql) {
+        auto r = s.psql(sql, s.alice_token);
+        REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+        std::string last;  // the pid is the last statement's row
+        std::istringstream in(r.out);
+        for (std::string line; std::getline(in, line);) last = line;
+        return last;
+    };
+    // The first session changes what a session can change, then ends at rest (psql sends Terminate).
+    const auto first = pid_of("create temp table scratch(x int); prepare p as select 1; set search_path = nowhere; "
+                              "listen somewhere; select pg_advisory_lock(42); select pg_backend_pid()");
+    REQUIRE_MESSAGE(wait_until([&] { return s.metric(idle) == 1; }, 20s), s.serve_log());
+
+    // The next session gets that connection, with nothing of the first session left on it.
+    auto r = s.psql("select pg_backend_pid(), current_setting('search_path'), (select count(*) from pg_prepared_statements), "
+                    "to_regclass('pg_temp.scratch') is null, (select count(*) from pg_listening_channels()), "
+                    "(select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid())",
+                    s.alice_token);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+    CHECK(r.out == first + "|\"$user\", public|0|t|0|0\n");
+    const auto second = s.newest_sealed_session();
+    auto replay = run({GG_BINARY, "replay", second, "--config", s.config()});
+    CHECK_MESSAGE(replay.out.find("reusing the idle backend connection of an earlier session (backend pid " + first) !=
+                      std::string::npos, replay.out);
+    CHECK(replay.out.find("the backend connection is kept for a later session") != std::string::npos);
+    REQUIRE(wait_until([&] { return s.metric(idle) == 1; }, 20s));
+
+    // A session that ends inside a transaction does not leave its connection.
+    CHECK(pid_of("begin; select pg_backend_pid()") == first);
+    (void)s.newest_sealed_session();
+    CHECK(s.metric(idle) == 0);
+    const auto third = pid_of("select pg_backend_pid()");
+    CHECK(third != first);
+    CHECK(wait_until([&] { return s.direct("select count(*) from pg_stat_activity where pid = " + first).out == "0\n"; }, 10s));
+
+    // A kept connection the server ends while it is idle is not handed out.
+    REQUIRE(wait_until([&] { return s.metric(idle) == 1; }, 20s));
+    REQUIRE(s.pg.psql("select pg_terminate_backend(" + third + ")").exit_code == 0);
+    REQUIRE(wait_until([&] { return s.pg.psql("select count(*) from pg_stat_activity where pid = " + third).out == "0\n"; }, 10s));
+    const auto fourth = pid_of("select pg_backend_pid()");
+    CHECK(fourth != third);
+    CHECK(s.metric("glassgate_postgres_backend_connections_total{target=\"appdb\",how=\"reused\"}") == 2);
 }
 
 TEST_CASE("the time cap warns first, then ends the session with FATAL 57P01") {

@@ -1,6 +1,7 @@
 #include "pg_backend.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include <openssl/ssl.h>
@@ -303,6 +304,178 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
     out.session->pending = reader.rest();
     out.session->conn = std::move(conn);
     co_return std::move(out);
+}
+
+namespace {
+
+void apply_parameter(std::vector<std::pair<std::string, std::string>>& params, std::pair<std::string, std::string> p) {
+    for (auto& [k, v] : params) {
+        if (k == p.first) {
+            v = std::move(p.second);
+            return;
+        }
+    }
+    params.push_back(std::move(p));
+}
+
+asio::awaitable<std::string> reset_steps(BackendSession& s, asio::steady_timer& deadline) {
+    const auto q = pg::query("DISCARD ALL");
+    if (auto ec = co_await s.conn->write(asio::buffer(q))) co_return "sending DISCARD ALL: " + ec.message();
+    MessageReader reader(*s.conn, deadline);
+    for (;;) {
+        auto next = co_await reader.next();
+        if (auto* e = std::get_if<std::string>(&next)) co_return "waiting for DISCARD ALL: " + *e;
+        auto& [type, body] = std::get<std::pair<char, Bytes>>(next);
+        switch (type) {
+            case 'S':
+                if (auto ps = pg::parse_parameter_status(body)) apply_parameter(s.parameters, std::move(*ps));
+                break;
+            case 'C':
+            case 'N':
+            case 'A': break;  // the tag; notices and notifications of the previous session are dropped
+            case 'E': co_return "DISCARD ALL failed: " + server_error_text(body);
+            case 'Z':
+                if (body.size() != 1 || body[0] != std::byte{'I'}) co_return "the server is not idle after DISCARD ALL";
+                if (!reader.rest().empty()) co_return "the server sent more than the answer to DISCARD ALL";
+                co_return std::string();
+            default: co_return std::string("unexpected message '") + type + "' in answer to DISCARD ALL";
+        }
+    }
+}
+
+}  // namespace
+
+asio::awaitable<std::string> reset_backend(BackendSession& session, std::chrono::milliseconds timeout) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer deadline(co_await asio::this_coro::executor);
+    deadline.expires_after(timeout);
+    auto r = co_await (reset_steps(session, deadline) || deadline.async_wait(use_tuple));
+    if (r.index() == 1) co_return "no answer to DISCARD ALL within " + std::to_string(timeout.count()) + " ms";
+    co_return std::get<0>(std::move(r));
+}
+
+BackendPool::~BackendPool() { stop(); }
+
+std::string BackendPool::key(const config::Target& target, const std::string& database, const Secret& secret,
+                             const Params& params) {
+    // Length-prefixed fields: no value can be mistaken for a separator.
+    std::string k;
+    auto add = [&k](std::string_view f) {
+        k += std::to_string(f.size());
+        k += ':';
+        k += f;
+    };
+    add(target.name);
+    add(target.address.to_string());
+    add(target.backend_user);
+    add(database);
+    const auto digest = crypto::sha256(as_bytes(secret.reveal()));
+    add(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+    for (const auto& [n, v] : params) {
+        add(n);
+        add(v);
+    }
+    return k;
+}
+
+std::optional<BackendSession> BackendPool::take(const std::string& key) {
+    std::list<Entry> dead;
+    std::optional<BackendSession> out;
+    {
+        std::lock_guard lk(mu_);
+        for (auto it = entries_.begin(); it != entries_.end();) {
+            if (it->key != key) {
+                ++it;
+                continue;
+            }
+            auto next = std::next(it);
+            const std::string target = it->target;
+            if (it->session.conn->idle()) {
+                out = std::move(it->session);
+                entries_.erase(it);
+                count_locked(target);
+                break;
+            }
+            dead.splice(dead.end(), entries_, it);  // closed by the server, or it wrote while idle
+            count_locked(target);
+            it = next;
+        }
+    }
+    for (auto& e : dead) e.session.conn->close();
+    return out;
+}
+
+bool BackendPool::put(const std::string& key, BackendSession session, const config::Target& target) {
+    std::lock_guard lk(mu_);
+    std::size_t parked = 0;
+    for (const auto& e : entries_) parked += e.target == target.name ? 1 : 0;
+    if (stopped_ || parked >= static_cast<std::size_t>(std::max(target.pool_size, 0))) {
+        session.conn->close();
+        return false;
+    }
+    if (!sweeper_) sweeper_.emplace(session.conn->socket().get_executor());
+    entries_.push_front(Entry{key, target.name, std::move(session), std::chrono::steady_clock::now() + target.pool_idle});
+    count_locked(target.name);
+    arm_locked();
+    return true;
+}
+
+void BackendPool::arm_locked() {
+    if (entries_.empty() || !sweeper_) return;
+    auto earliest = entries_.front().expires;
+    for (const auto& e : entries_) earliest = std::min(earliest, e.expires);
+    if (armed_ && sweeper_->expiry() <= earliest) return;
+    sweeper_->expires_at(earliest);  // cancels a later wait, whose handler then only clears armed_
+    armed_ = true;
+    sweeper_->async_wait([this](const boost::system::error_code& ec) { on_sweep(ec); });
+}
+
+void BackendPool::on_sweep(const boost::system::error_code& ec) {
+    std::list<Entry> expired;
+    {
+        std::lock_guard lk(mu_);
+        if (ec) return;  // re-armed earlier, or stopped
+        armed_ = false;
+        const auto now = std::chrono::steady_clock::now();
+        for (auto it = entries_.begin(); it != entries_.end();) {
+            auto next = std::next(it);
+            if (it->expires <= now) expired.splice(expired.end(), entries_, it);
+            it = next;
+        }
+        for (const auto& e : expired) count_locked(e.target);
+        arm_locked();
+    }
+    for (auto& e : expired) {
+        // Polite end: Terminate if the socket takes it at once, then close.
+        boost::system::error_code wec;
+        const auto x = pg::terminate();
+        (void)e.session.conn->write_now(asio::buffer(x), wec);
+        e.session.conn->close();
+    }
+}
+
+void BackendPool::stop() {
+    std::list<Entry> all;
+    {
+        std::lock_guard lk(mu_);
+        stopped_ = true;
+        all.swap(entries_);
+        if (sweeper_) sweeper_->cancel();
+        armed_ = false;
+        for (const auto& e : all) count_locked(e.target);
+    }
+    for (auto& e : all) e.session.conn->close();
+}
+
+void BackendPool::count_locked(const std::string& target) {
+    if (!metrics_) return;
+    const auto n = std::count_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.target == target; });
+    metrics_->set("glassgate_postgres_pool_idle", {{"target", target}}, static_cast<double>(n));
+}
+
+std::size_t BackendPool::idle() const {
+    std::lock_guard lk(mu_);
+    return entries_.size();
 }
 
 }  // namespace gg::proxy::postgres

@@ -1,5 +1,7 @@
 #include "pg_conn.hpp"
 
+#include <poll.h>
+
 #include <boost/asio/ssl/error.hpp>
 
 #include <openssl/err.h>
@@ -148,6 +150,10 @@ asio::awaitable<bool> Conn::fill(boost::system::error_code& ec) {
         in_at_ = 0;
     }
     auto [rec, n] = co_await sock_.async_read_some(asio::buffer(in_.data() + in_len_, in_.size() - in_len_), use_tuple);
+    if (rec == asio::error::operation_aborted) {
+        ec = rec;  // cancelled (a connection kept for reuse): nothing was lost, the stream goes on
+        co_return false;
+    }
     if (rec || n == 0) {
         in_eof_ = true;
         if (rec != asio::error::eof) ec = rec;
@@ -284,6 +290,13 @@ void Conn::close() noexcept {
     boost::system::error_code ec;
     sock_.shutdown(tcp::socket::shutdown_both, ec);
     sock_.close(ec);
+}
+
+bool Conn::idle() noexcept {
+    if (in_eof_ || in_at_ != in_len_ || !out_.empty() || !sock_.is_open()) return false;
+    if (tls_ && SSL_pending(ssl_) > 0) return false;
+    pollfd p{sock_.native_handle(), POLLIN | POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 0;
 }
 
 }  // namespace gg::proxy::postgres

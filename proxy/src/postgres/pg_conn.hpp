@@ -86,6 +86,9 @@ public:
     asio::awaitable<boost::system::error_code> flush();
     /// Closes the TCP socket at once: pending operations complete with an error.
     void close() noexcept;
+    /// Nothing buffered, nothing to send, and the socket neither readable nor closed by the peer
+    /// (checked without waiting): an idle connection that can be used again.
+    [[nodiscard]] bool idle() noexcept;
 
 private:
     friend struct ConnBio;

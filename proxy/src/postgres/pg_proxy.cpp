@@ -99,8 +99,14 @@ std::shared_ptr<asio::ssl::context> make_client_tls(const config::TlsConfig& tls
     return ctx;
 }
 
+std::shared_ptr<BackendPool> make_backend_pool(Metrics* metrics) { return std::make_shared<BackendPool>(metrics); }
+void stop_backend_pool(BackendPool& pool) { pool.stop(); }
+
 void declare_metrics(Metrics& m) {
     m.declare("glassgate_connections_total", Metrics::Type::counter, "Client connections accepted, by protocol.");
+    m.declare("glassgate_postgres_backend_connections_total", Metrics::Type::counter,
+              "Backend connections by session: opened, or reused from the pool.");
+    m.declare("glassgate_postgres_pool_idle", Metrics::Type::gauge, "Idle backend connections kept for reuse, by target.");
     m.declare("glassgate_sessions_total", Metrics::Type::counter, "Sessions ended, by protocol, auth method and close reason.");
     m.declare("glassgate_cancel_requests_total", Metrics::Type::counter, "PostgreSQL cancel requests by outcome.");
 }
@@ -332,8 +338,19 @@ private:
             detail_ = std::move(detail);
         }
         client_.close();
-        if (backend_) backend_->close();
+        if (backend_ && keep_backend_) {
+            boost::system::error_code ec;
+            backend_->socket().cancel(ec);  // the backend pump's read ends; the connection stays usable
+        } else if (backend_) {
+            backend_->close();
+        }
         watchdog_.cancel();
+    }
+    /// The backend is at rest: everything sent was answered, the last ReadyForQuery said idle (no
+    /// transaction), no extended-protocol messages wait for a Sync, and the backend pump is waiting
+    /// for input with nothing half-read.
+    [[nodiscard]] bool backend_at_rest() const {
+        return outstanding_ == 0 && !extended_open_ && backend_status_ == 'I' && backend_waiting_ && !backend_partial_;
     }
     void audit(std::string type, std::string outcome, std::string reason, boost::json::object details = {}) {
         write_audit(svc_->store, {scope_.opened() ? scope_.id() : std::string(), identity_, target_name_, peer_},
@@ -375,6 +392,16 @@ private:
     bool redact_all_ = false;
     std::vector<std::regex> redact_for_;
     std::unordered_map<std::string, bool> redacted_statements_;  ///< prepared statement -> its Binds are redacted
+    // Backend reuse (the target's pool_size): whether this session may leave its backend connection,
+    // and the state that tells whether it is at rest.
+    bool poolable_ = false;
+    bool keep_backend_ = false;                       ///< the session ended at rest: reset and park it
+    BackendSession* backend_session_ = nullptr;       ///< its parameters follow ParameterStatus reports
+    int outstanding_ = 0;                             ///< Query/Sync/FunctionCall sent, ReadyForQuery not yet seen
+    bool extended_open_ = false;                      ///< extended-protocol messages since the last Sync
+    char backend_status_ = 'I';                       ///< of the last ReadyForQuery
+    bool backend_waiting_ = false;                    ///< the backend pump waits in a read
+    bool backend_partial_ = false;                    ///< the backend pump holds part of a message
 
     enum class Redaction { as_is, replaced, dropped };
     /// What the recording gets for a client message under the target's redaction rules; `out` holds
@@ -691,11 +718,26 @@ asio::awaitable<void> ClientSession::run() {
     }
     if (gg_options.forward) fwd.emplace_back("options", *gg_options.forward);
     BackendResult br;
+    // Break-glass sessions always get a connection of their own and leave none behind.
+    poolable_ = target->pool_size > 0 && !grant_;
+    std::string pool_key;
+    bool reused = false;
     if (!secret) {
         br.error = "no credential is stored for target " + target_name_ + " (glassgate secret set " + target_name_ + ")";
         br.client_error = "glassgate has no credential for this target";
     } else {
-        br = co_await connect_backend(*target, *secret, database, fwd, 10s);
+        if (poolable_) {
+            pool_key = BackendPool::key(*target, database, *secret, fwd);
+            if (auto idle = svc_->pool->take(pool_key)) {
+                br.session = std::move(*idle);
+                reused = true;
+            }
+        }
+        if (!reused) br = co_await connect_backend(*target, *secret, database, fwd, 10s);
+        if (br.session) {
+            svc_->metrics.inc("glassgate_postgres_backend_connections_total",
+                              {{"target", target_name_}, {"how", reused ? "reused" : "opened"}});
+        }
     }
     if (!br.session) {
         log().error("{}", br.error);
@@ -723,7 +765,11 @@ asio::awaitable<void> ClientSession::run() {
         hello.insert(hello.end(), rq.begin(), rq.end());
         annotate("connected to " + br.session->endpoint.address().to_string() + ":" +
                  std::to_string(br.session->endpoint.port()) + " as " + target->backend_user + ", database " + database +
-                 (br.session->conn->tls() ? " (TLS)" : ""));
+                 (br.session->conn->tls() ? " (TLS)" : "") +
+                 (reused ? ", reusing the idle backend connection of an earlier session (backend pid " +
+                               std::to_string(br.session->pid) + ", reset with DISCARD ALL)"
+                         : ""));
+        backend_session_ = &*br.session;
         co_await send(hello);
         std::weak_ptr<ClientSession> weak = shared_from_this();
         const auto closer_id = svc_->closers.add([weak, ex = ex_](std::string why) {
@@ -737,6 +783,27 @@ asio::awaitable<void> ClientSession::run() {
         co_await relay(*br.session, *target);
         svc_->closers.remove(closer_id);
         svc_->cancels.remove(pid);
+        backend_ = nullptr;
+        if (keep_backend_ && !svc_->stopping) {
+            annotate("the backend connection is kept for a later session (reset with DISCARD ALL first)");
+            auto kept = std::make_shared<BackendSession>(std::move(*br.session));
+            asio::co_spawn(ex_, [svc = svc_, kept, key = std::move(pool_key), target]() -> asio::awaitable<void> {
+                const auto why = co_await reset_backend(*kept, 5s);
+                if (!why.empty()) {
+                    spdlog::warn("postgres: backend connection of target {} (pid {}) not kept for reuse: {}", target->name,
+                                 kept->pid, why);
+                    kept->conn->close();
+                    co_return;
+                }
+                if (svc->stopping) {
+                    kept->conn->close();
+                    co_return;
+                }
+                svc->pool->put(key, std::move(*kept), *target);
+            }, asio::detached);
+        } else if (keep_backend_) {
+            br.session->conn->close();
+        }
     }
     // Close: seal the recording (off the io thread), index, audit, metrics.
     co_await scope_.close(reason_, detail_, c2s_, s2c_);
@@ -832,6 +899,7 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
             co_return;
         }
         bool terminate = false;
+        std::size_t forward = consumed;  // Terminate is not passed on when the backend is kept
         // Runs of consecutive messages are recorded as one event (up to record_batch bytes); a
         // redacted or dropped message ends a run.
         const bool redacting = redact_all_ || !redact_for_.empty();
@@ -841,7 +909,27 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
         };
         for (std::size_t at = 0; at < consumed;) {
             const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
-            if (frame.type == 'X') terminate = true;
+            switch (frame.type) {
+                case 'Q':
+                case 'F': ++outstanding_; break;
+                case 'S':
+                    ++outstanding_;
+                    extended_open_ = false;
+                    break;
+                case 'P':
+                case 'B':
+                case 'E':
+                case 'D':
+                case 'C': extended_open_ = true; break;
+                case 'X':
+                    if (!terminate && poolable_ && !ended_ && backend_at_rest()) {
+                        keep_backend_ = true;
+                        forward = at;
+                    }
+                    terminate = true;
+                    break;
+                default: break;
+            }
             if (at > run && at + frame.size - run > record_batch && !flush_run(at)) co_return;
             if (redacting) {
                 Bytes replacement;
@@ -866,18 +954,21 @@ asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
             at += frame.size;
         }
         if (!flush_run(consumed)) co_return;
-        if (consumed > 0) {
+        if (forward > 0) {
             boost::system::error_code wec;
-            if (consumed <= fast_write_max && backend_lock_.try_lock()) {
-                if (!backend.write_now(asio::const_buffer(buf.data(), consumed), wec) && !wec) wec = co_await backend.flush();
+            if (forward <= fast_write_max && backend_lock_.try_lock()) {
+                if (!backend.write_now(asio::const_buffer(buf.data(), forward), wec) && !wec) wec = co_await backend.flush();
                 backend_lock_.unlock();
             } else {
-                wec = co_await write_backend(backend, asio::const_buffer(buf.data(), consumed));
+                wec = co_await write_backend(backend, asio::const_buffer(buf.data(), forward));
             }
             if (wec) {
+                keep_backend_ = false;
                 end(CloseReason::backend_disconnect, "backend connection lost: " + wec.message());
                 co_return;
             }
+        }
+        if (consumed > 0) {
             c2s_ += consumed;
             if (consumed < len) std::memmove(buf.data(), buf.data() + consumed, len - consumed);
             len -= consumed;
@@ -901,7 +992,9 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
         } else if (len == buf.size()) {
             buf.resize(std::min(buf.size() * 2, limits.max_message + 1));
         }
+        backend_waiting_ = true;
         auto [ec, n] = co_await backend.read_some(asio::buffer(buf.data() + len, buf.size() - len));
+        backend_waiting_ = false;
         if (ec || n == 0) {
             if (!ended_) {
                 co_await fatal("08006", "the database server closed the connection");
@@ -935,6 +1028,10 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
                     run = at + frame.size;
                 }
             } else if (frame.type == 'C' || frame.type == 'E' || frame.type == 'Z' || frame.type == 'I' || frame.type == 's') {
+                if (frame.type == 'Z') {
+                    if (outstanding_ > 0) --outstanding_;
+                    if (frame.size == 6) backend_status_ = static_cast<char>(buf[at + 5]);
+                }
                 if (record_rows >= 0 && rows > record_rows) {
                     if (!flush_run(at) || !annotate(std::to_string(rows - record_rows) + " more row(s) not recorded (record_rows = " +
                                                     std::to_string(record_rows) + ")")) {
@@ -942,6 +1039,14 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
                     }
                 }
                 rows = 0;
+            } else if (frame.type == 'S' && poolable_ && backend_session_) {
+                // A kept connection's parameters are what the next client is told at its start.
+                if (auto ps = pg::parse_parameter_status(ByteView(buf.data() + at + 5, frame.size - 5))) {
+                    auto& params = backend_session_->parameters;
+                    auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == ps->first; });
+                    if (it != params.end()) it->second = std::move(ps->second);
+                    else params.push_back(std::move(*ps));
+                }
             }
             at += frame.size;
         }
@@ -962,6 +1067,7 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
             if (consumed < len) std::memmove(buf.data(), buf.data() + consumed, len - consumed);
             len -= consumed;
         }
+        backend_partial_ = len > 0;
     }
 }
 

@@ -95,6 +95,9 @@ struct Target {
     bool redact_params = false;              ///< record every Bind value as "<redacted: N bytes>"
     std::vector<std::string> redact_params_for;  ///< regular expressions (ECMAScript, case-insensitive) searched in
                                              ///< statement text: Bind values for matching statements are redacted
+    int pool_size = 0;                       ///< idle backend connections kept for reuse by later SSO sessions
+                                             ///< (reset with DISCARD ALL in between); 0: every session connects
+    Duration pool_idle = std::chrono::seconds(60);  ///< how long an idle pooled connection is kept
     // SSH targets
     std::string host_key;                    ///< pinned backend host key, "ssh-ed25519 AAAA..." (required for ssh)
     bool allow_port_forwarding = false;      ///< client `direct-tcpip` channels (ssh -L) relayed through the backend

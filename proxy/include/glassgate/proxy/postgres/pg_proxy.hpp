@@ -33,6 +33,12 @@
 
 namespace gg::proxy::postgres {
 
+class BackendPool;
+/// `metrics` (if given) gets the gauge glassgate_postgres_pool_idle{target}.
+std::shared_ptr<BackendPool> make_backend_pool(Metrics* metrics = nullptr);
+/// Closes the pool's idle connections and keeps no more (shutdown).
+void stop_backend_pool(BackendPool& pool);
+
 /// Maps the BackendKeyData glassgate gave a client to the backend's real one, so a CancelRequest is
 /// forwarded only for an active session with the exact key (compared in constant time).
 class CancelRegistry {
@@ -75,6 +81,9 @@ struct Services {
     /// Threads for blocking work (sealing recordings) so io threads never wait on the disk.
     std::shared_ptr<boost::asio::thread_pool> blocking = std::make_shared<boost::asio::thread_pool>(2);
     std::atomic<bool> stopping{false};
+
+    /// Idle backend connections kept for reuse (targets with pool_size > 0).
+    std::shared_ptr<BackendPool> pool = make_backend_pool();
 
     /// Open sessions, so shutdown can end them; `why` reaches each client as a FATAL message.
     SessionClosers closers;
