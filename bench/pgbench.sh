@@ -10,6 +10,8 @@
 #   GG_BASELINE=/tmp/glassgate-old bench/pgbench.sh      # also an older glassgate binary, same rounds
 #   WORKLOADS="select-simple-c1 connect-c1" bench/pgbench.sh   # a subset
 #   CLIENT_TLS=on bench/pgbench.sh                       # only with client TLS (default: "on off")
+#   POOL_SIZE=0 bench/pgbench.sh                         # glassgate without backend connection reuse (default 8,
+#                                                        # as pgbouncer keeps its server connections)
 #
 # Needs a build (build/proxy/glassgate, build/tests/harness/gg-peers) and scripts/install-deps.sh.
 # Recording cannot be switched off in glassgate (it is mandatory by design), so there is no
@@ -105,6 +107,7 @@ database = "bench"
 backend_user = "bench"
 tls = "require"
 allow = ["alice"]
+pool_size = ${POOL_SIZE:-8}
 TOML
   printf '%s' "$pw" | "$bin" secret set bench --config "$work/$name/glassgate.toml" 2>/dev/null
   "$bin" serve --config "$work/$name/glassgate.toml" --log-level warn 2>"$work/$name/serve.log" &

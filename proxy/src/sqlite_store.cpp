@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "glassgate/proxy/state_store.hpp"
 
@@ -40,14 +42,49 @@ CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, line TEXT NOT NULL, h
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 )sql";
 
-class Stmt {
+/// Prepared statements kept per SQL text, so the statements run on every session are parsed once.
+/// Used under the store's mutex; cleared before the database is closed.
+class StmtCache {
 public:
-    Stmt(sqlite3* db, std::string_view sql) : db_(db) {
-        if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &s_, nullptr) != SQLITE_OK) {
+    StmtCache() = default;
+    StmtCache(const StmtCache&) = delete;
+    StmtCache& operator=(const StmtCache&) = delete;
+    ~StmtCache() { clear(); }
+    /// A statement for `sql` (taken out of the cache: a nested use of the same text prepares another).
+    sqlite3_stmt* take(sqlite3* db, std::string_view sql) {
+        if (auto it = map_.find(sql); it != map_.end() && it->second) return std::exchange(it->second, nullptr);
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &st, nullptr) != SQLITE_OK) {
             throw StoreError(std::string("state store: prepare failed: ") + sqlite3_errmsg(db));
         }
+        return st;
     }
-    ~Stmt() { sqlite3_finalize(s_); }
+    void give_back(std::string_view sql, sqlite3_stmt* st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        auto it = map_.find(sql);
+        if (it == map_.end()) it = map_.emplace(std::string(sql), nullptr).first;
+        if (it->second) {
+            sqlite3_finalize(st);
+        } else {
+            it->second = st;
+        }
+    }
+    void clear() {
+        for (auto& [sql, st] : map_) sqlite3_finalize(st);
+        map_.clear();
+    }
+
+private:
+    std::map<std::string, sqlite3_stmt*, std::less<>> map_;
+};
+
+class Stmt {
+public:
+    Stmt(StmtCache& cache, sqlite3* db, std::string_view sql) : db_(db), cache_(cache), sql_(sql) {
+        s_ = cache_.take(db, sql_);
+    }
+    ~Stmt() { cache_.give_back(sql_, s_); }
     Stmt(const Stmt&) = delete;
     Stmt& operator=(const Stmt&) = delete;
 
@@ -86,6 +123,8 @@ private:
         if (rc != SQLITE_OK) throw StoreError(std::string("state store: bind failed: ") + sqlite3_errmsg(db_));
     }
     sqlite3* db_;
+    StmtCache& cache_;
+    std::string sql_;
     sqlite3_stmt* s_ = nullptr;
 };
 
@@ -120,12 +159,16 @@ public:
                     std::this_thread::sleep_for(std::chrono::milliseconds(10));
                     continue;
                 }
+                stmts_.clear();
                 sqlite3_close(db_);
                 throw StoreError("cannot initialise state store " + file.string() + ": " + e.what());
             }
         }
     }
-    ~SqliteStore() override { sqlite3_close(db_); }
+    ~SqliteStore() override {
+        stmts_.clear();
+        sqlite3_close(db_);
+    }
 
     std::optional<std::string> get(std::string_view ns, std::string_view key) override {
         std::lock_guard lk(mu_);
@@ -134,7 +177,7 @@ public:
 
     void put(std::string_view ns, std::string_view key, std::string_view value) override {
         std::lock_guard lk(mu_);
-        Stmt s(db_, "INSERT INTO kv (ns, key, value, updated_us) VALUES (?1, ?2, ?3, ?4) "
+        Stmt s(stmts_, db_, "INSERT INTO kv (ns, key, value, updated_us) VALUES (?1, ?2, ?3, ?4) "
                     "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, updated_us = excluded.updated_us");
         s.bind_text(1, ns).bind_text(2, key).bind(3, value).bind(4, now_us());
         s.step();
@@ -142,7 +185,7 @@ public:
 
     bool erase(std::string_view ns, std::string_view key) override {
         std::lock_guard lk(mu_);
-        Stmt s(db_, "DELETE FROM kv WHERE ns = ?1 AND key = ?2");
+        Stmt s(stmts_, db_, "DELETE FROM kv WHERE ns = ?1 AND key = ?2");
         s.bind_text(1, ns).bind_text(2, key);
         s.step();
         return sqlite3_changes(db_) > 0;
@@ -150,7 +193,7 @@ public:
 
     std::vector<std::pair<std::string, std::string>> list(std::string_view ns) override {
         std::lock_guard lk(mu_);
-        Stmt s(db_, "SELECT key, value FROM kv WHERE ns = ?1 ORDER BY key");
+        Stmt s(stmts_, db_, "SELECT key, value FROM kv WHERE ns = ?1 ORDER BY key");
         s.bind_text(1, ns);
         std::vector<std::pair<std::string, std::string>> out;
         while (s.step()) out.emplace_back(s.text(0), s.text(1));
@@ -164,12 +207,12 @@ public:
         auto current = get_locked(ns, key);
         if (current != expected) return false;  // txn rolls back
         if (desired) {
-            Stmt s(db_, "INSERT INTO kv (ns, key, value, updated_us) VALUES (?1, ?2, ?3, ?4) "
+            Stmt s(stmts_, db_, "INSERT INTO kv (ns, key, value, updated_us) VALUES (?1, ?2, ?3, ?4) "
                         "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, updated_us = excluded.updated_us");
             s.bind_text(1, ns).bind_text(2, key).bind(3, *desired).bind(4, now_us());
             s.step();
         } else if (current) {
-            Stmt s(db_, "DELETE FROM kv WHERE ns = ?1 AND key = ?2");
+            Stmt s(stmts_, db_, "DELETE FROM kv WHERE ns = ?1 AND key = ?2");
             s.bind_text(1, ns).bind_text(2, key);
             s.step();
         }
@@ -179,7 +222,7 @@ public:
 
     void save_session(const SessionRecord& r) override {
         std::lock_guard lk(mu_);
-        Stmt s(db_, "INSERT OR REPLACE INTO sessions (id, protocol, identity, auth, target, client_address, reason, "
+        Stmt s(stmts_, db_, "INSERT OR REPLACE INTO sessions (id, protocol, identity, auth, target, client_address, reason, "
                     "state, started_us, deadline_us, ended_us, bytes_c2s, bytes_s2c, close_reason, close_detail, "
                     "recording, sealed_events, sealed_chain_hash) VALUES "
                     "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)");
@@ -206,7 +249,7 @@ public:
 
     std::optional<SessionRecord> find_session(std::string_view id) override {
         std::lock_guard lk(mu_);
-        Stmt s(db_, std::string(select_sessions) + " WHERE id = ?1");
+        Stmt s(stmts_, db_, std::string(select_sessions) + " WHERE id = ?1");
         s.bind_text(1, id);
         if (!s.step()) return std::nullopt;
         return row(s);
@@ -221,7 +264,7 @@ public:
         if (f.auth) sql += " AND auth = ?4";
         if (f.state) sql += " AND state = ?5";
         sql += f.limit ? " ORDER BY started_us DESC, id DESC LIMIT ?6" : " ORDER BY started_us, id";
-        Stmt s(db_, sql);
+        Stmt s(stmts_, db_, sql);
         if (f.identity) s.bind_text(1, *f.identity);
         if (f.target) s.bind_text(2, *f.target);
         if (f.since) s.bind(3, us(*f.since));
@@ -240,7 +283,7 @@ public:
         crypto::Digest prev{};
         std::uint64_t seq = 1;
         {
-            Stmt s(db_, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
+            Stmt s(stmts_, db_, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
             if (s.step()) {
                 seq = static_cast<std::uint64_t>(s.i64(0)) + 1;
                 auto h = s.text(1);
@@ -249,7 +292,7 @@ public:
             }
         }
         auto line = session::make_audit_line(ev, seq, prev, audit_key_);
-        Stmt s(db_, "INSERT INTO audit (seq, line, hash) VALUES (?1, ?2, ?3)");
+        Stmt s(stmts_, db_, "INSERT INTO audit (seq, line, hash) VALUES (?1, ?2, ?3)");
         s.bind(1, static_cast<std::int64_t>(seq))
             .bind_text(2, line.text)
             .bind(3, std::string_view(reinterpret_cast<const char*>(line.hash.data()), line.hash.size()));
@@ -260,7 +303,7 @@ public:
 
     std::vector<std::string> audit_lines(std::uint64_t from_seq, std::size_t limit) override {
         std::lock_guard lk(mu_);
-        Stmt s(db_, limit ? "SELECT line FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
+        Stmt s(stmts_, db_, limit ? "SELECT line FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
                           : "SELECT line FROM audit WHERE seq >= ?1 ORDER BY seq");
         s.bind(1, static_cast<std::int64_t>(from_seq));
         if (limit) s.bind(2, static_cast<std::int64_t>(limit));
@@ -305,7 +348,7 @@ private:
     }
 
     std::optional<std::string> get_locked(std::string_view ns, std::string_view key) {
-        Stmt s(db_, "SELECT value FROM kv WHERE ns = ?1 AND key = ?2");
+        Stmt s(stmts_, db_, "SELECT value FROM kv WHERE ns = ?1 AND key = ?2");
         s.bind_text(1, ns).bind_text(2, key);
         if (!s.step()) return std::nullopt;
         return s.text(0);
@@ -337,6 +380,7 @@ private:
     std::filesystem::path path_;
     Bytes audit_key_;
     sqlite3* db_ = nullptr;
+    StmtCache stmts_;  ///< before close, finalised by the destructor's body
     std::mutex mu_;
 };
 

@@ -288,6 +288,29 @@ warn_before = "6m"
        "test.toml:23:15: fallback[0].warn_before: warn_before (6m) must be less than max_session (5m)\n");
 }
 
+TEST_CASE("pool_size and pool_idle: ranges") {
+    CHECK(errors(R"(
+[[target]]
+name = "pg"
+protocol = "postgres"
+address = "h:5432"
+backend_user = "u"
+database = "d"
+pool_size = -1
+pool_idle = "0s"
+)") == "test.toml:7:13: target[0].pool_size: must be at least 0, got -1\n"
+       "test.toml:8:13: target[0].pool_idle: must be greater than zero\n");
+    CHECK(errors(R"(
+[[target]]
+name = "pg"
+protocol = "postgres"
+address = "h:5432"
+backend_user = "u"
+database = "d"
+pool_size = 1001
+)") == "test.toml:7:13: target[0].pool_size: must be at most 1000, got 1001\n");
+}
+
 TEST_CASE("protocol-specific keys on the wrong protocol") {
     CHECK(errors(R"(
 [[target]]

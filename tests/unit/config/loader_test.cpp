@@ -109,6 +109,8 @@ ca_file = "/etc/ssl/db.pem"
 record_rows = -1
 redact_params = true
 redact_params_for = ["password", "^insert into secrets"]
+pool_size = 4
+pool_idle = "90s"
 
 [[target]]
 name = "web_1"
@@ -189,6 +191,8 @@ notify = ["http://hooks.local/a", "https://hooks.example.com/b"]
     CHECK(pg.record_rows == -1);
     CHECK(pg.redact_params);
     CHECK(pg.redact_params_for == std::vector<std::string>{"password", "^insert into secrets"});
+    CHECK(pg.pool_size == 4);
+    CHECK(pg.pool_idle == Duration(90s));
     CHECK(pg.host_key.empty());
 
     const Target& web = c.targets[1];
@@ -307,6 +311,8 @@ max_session = "4m"
     CHECK(c.targets[0].record_rows == 100);
     CHECK_FALSE(c.targets[0].redact_params);
     CHECK(c.targets[0].redact_params_for.empty());
+    CHECK(c.targets[0].pool_size == 0);
+    CHECK(c.targets[0].pool_idle == Duration(60s));
     CHECK(c.targets[0].allow.empty());
     CHECK(c.targets[0].databases.empty());
     CHECK_FALSE(c.targets[0].ca_file.has_value());
@@ -400,6 +406,7 @@ TEST_CASE("the example configuration sets every key of the schema") {
         "protocol",       "address",       "backend_user",      "allow",
         "max_session",    "warn_before",   "idle_timeout",      "database",
         "databases",      "tls",           "record_rows",       "host_key",
+        "pool_size",      "pool_idle",
         "trigger",        "accounts",      "targets",           "require_reason",
         "rotate_on_close", "notify",
     };
