@@ -53,14 +53,13 @@ bool SessionScope::open(const Open& o) {
         audit("session.refused", "error", "recording unavailable: " + error);
         return false;
     }
-    save();
     counted_ = true;
     ++deps_.active_sessions;
     deps_.metrics.set("glassgate_sessions_active", {}, static_cast<double>(deps_.active_sessions.load()));
     boost::json::object details{{"protocol", hdr.protocol}, {"auth", method_label_}, {"method", o.auth_detail}};
     if (!o.reason.empty()) details["reason"] = o.reason;
     for (const auto& [k, v] : o.audit_details) details[k] = v;
-    audit("session.start", "ok", "", std::move(details));
+    save_and_audit("session.start", "ok", "", std::move(details));
     return true;
 }
 
@@ -91,8 +90,8 @@ void SessionScope::activate() {
     save();
 }
 
-void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
-                 boost::json::object details) {
+session::AuditEvent make_audit_event(const AuditSubject& who, std::string type, std::string outcome, std::string reason,
+                                     boost::json::object details) {
     session::AuditEvent ev;
     ev.time = now_tp();
     ev.type = std::move(type);
@@ -103,6 +102,12 @@ void write_audit(StateStore& store, const AuditSubject& who, std::string type, s
     ev.outcome = std::move(outcome);
     ev.reason = std::move(reason);
     ev.details = std::move(details);
+    return ev;
+}
+
+void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
+                 boost::json::object details) {
+    const auto ev = make_audit_event(who, std::move(type), std::move(outcome), std::move(reason), std::move(details));
     try {
         store.append_audit(ev);
     } catch (const std::exception& e) {
@@ -113,6 +118,25 @@ void write_audit(StateStore& store, const AuditSubject& who, std::string type, s
 void SessionScope::audit(std::string type, std::string outcome, std::string reason, boost::json::object details) {
     write_audit(deps_.store, {session_ ? session_->id() : std::string(), identity_, target_, peer_}, std::move(type),
                 std::move(outcome), std::move(reason), std::move(details));
+}
+
+void SessionScope::save_and_audit(std::string type, std::string outcome, std::string reason, boost::json::object details) {
+    if (!session_) return;
+    auto ev = make_audit_event({session_->id(), identity_, target_, peer_}, std::move(type), std::move(outcome),
+                               std::move(reason), std::move(details));
+    try {
+        deps_.store.save_session_and_audit(session_->record(), ev);
+        return;
+    } catch (const std::exception& e) {
+        if (log_) log_->error("cannot update the sessions index and audit log together: {}", e.what());
+    }
+    // Separately, so a problem with one loses nothing of the other.
+    save();
+    try {
+        deps_.store.append_audit(ev);
+    } catch (const std::exception& e) {
+        spdlog::error("cannot write audit event {}: {}", ev.type, e.what());
+    }
 }
 
 void SessionScope::save() {
@@ -152,19 +176,18 @@ asio::awaitable<void> SessionScope::close(session::CloseReason why, std::string 
     } else {
         log_->error("recording could not be sealed: {}", seal_result->error);
     }
-    save();
+    const auto& r = session_->record();
+    save_and_audit("session.end", r.close_reason == session::CloseReason::client_disconnect ? "ok" : "closed",
+                   std::string(session::to_string(r.close_reason)) + (r.close_detail.empty() ? "" : ": " + r.close_detail),
+                   {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}, {"auth", method_label_},
+                    {"recording", r.recording}});
     if (counted_) {
         --deps_.active_sessions;
         deps_.metrics.set("glassgate_sessions_active", {}, static_cast<double>(deps_.active_sessions.load()));
     }
-    const auto& r = session_->record();
     deps_.metrics.inc("glassgate_sessions_total", {{"protocol", std::string(session::to_string(protocol_))},
                                                    {"auth", method_label_},
                                                    {"reason", std::string(session::to_string(r.close_reason))}});
-    audit("session.end", r.close_reason == session::CloseReason::client_disconnect ? "ok" : "closed",
-          std::string(session::to_string(r.close_reason)) + (r.close_detail.empty() ? "" : ": " + r.close_detail),
-          {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}, {"auth", method_label_},
-           {"recording", r.recording}});
     log_->info("session ended: {}{}", session::to_string(r.close_reason), r.close_detail.empty() ? "" : ": " + r.close_detail);
 }
 

@@ -37,6 +37,9 @@ struct AuditSubject {
 /// session must not crash the connection that is being described.
 void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
                  boost::json::object details = {});
+/// The audit event write_audit appends, stamped now.
+session::AuditEvent make_audit_event(const AuditSubject& who, std::string type, std::string outcome, std::string reason,
+                                     boost::json::object details = {});
 
 struct SessionDeps {
     StateStore& store;
@@ -99,6 +102,8 @@ public:
 
 private:
     void save();
+    /// save() and audit() in one store transaction (each on its own if that fails).
+    void save_and_audit(std::string type, std::string outcome, std::string reason, boost::json::object details);
 
     SessionDeps deps_;
     session::Protocol protocol_;

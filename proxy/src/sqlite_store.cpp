@@ -222,6 +222,19 @@ public:
 
     void save_session(const SessionRecord& r) override {
         std::lock_guard lk(mu_);
+        save_session_locked(r);
+    }
+
+    std::uint64_t save_session_and_audit(const SessionRecord& r, const session::AuditEvent& ev) override {
+        std::lock_guard lk(mu_);
+        Txn txn(*this);
+        save_session_locked(r);
+        const auto seq = append_audit_locked(ev);
+        txn.commit();
+        return seq;
+    }
+
+    void save_session_locked(const SessionRecord& r) {
         Stmt s(stmts_, db_, "INSERT OR REPLACE INTO sessions (id, protocol, identity, auth, target, client_address, reason, "
                     "state, started_us, deadline_us, ended_us, bytes_c2s, bytes_s2c, close_reason, close_detail, "
                     "recording, sealed_events, sealed_chain_hash) VALUES "
@@ -280,6 +293,13 @@ public:
     std::uint64_t append_audit(const session::AuditEvent& ev) override {
         std::lock_guard lk(mu_);
         Txn txn(*this);
+        const auto seq = append_audit_locked(ev);
+        txn.commit();
+        return seq;
+    }
+
+    /// Inside a transaction: the chain head is read and extended atomically.
+    std::uint64_t append_audit_locked(const session::AuditEvent& ev) {
         crypto::Digest prev{};
         std::uint64_t seq = 1;
         {
@@ -297,7 +317,6 @@ public:
             .bind_text(2, line.text)
             .bind(3, std::string_view(reinterpret_cast<const char*>(line.hash.data()), line.hash.size()));
         s.step();
-        txn.commit();
         return seq;
     }
 

@@ -195,6 +195,36 @@ TEST_CASE("audit chain in the store: appends from several connections keep one i
     CHECK(st->audit_lines(1, 10).size() == 10);
 }
 
+TEST_CASE("save_session_and_audit: the session row and the audit entry land together, the chain stays intact") {
+    TempDir dir;
+    const auto key = to_bytes("audit key");
+    auto st = open_sqlite_store(dir / "s.db", key);
+    auto other = open_sqlite_store(dir / "s.db", key);  // another connection appending in between
+    session::AuditEvent ev;
+    ev.time = at(1000);
+    ev.type = "session.start";
+    ev.session_id = "S1";
+    CHECK(st->save_session_and_audit(rec("S1", "alice", "appdb", 1000), ev) == 1);
+    session::AuditEvent mid;
+    mid.time = at(1001);
+    mid.type = "test.event";
+    CHECK(other->append_audit(mid) == 2);
+    auto closed = rec("S1", "alice", "appdb", 1000);
+    closed.state = session::State::closed;
+    closed.close_reason = session::CloseReason::client_disconnect;
+    ev.type = "session.end";
+    CHECK(st->save_session_and_audit(closed, ev) == 3);
+
+    CHECK(other->find_session("S1").value().state == session::State::closed);
+    auto lines = other->audit_lines(1, 0);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0].find("\"session.start\"") != std::string::npos);
+    CHECK(lines[2].find("\"session.end\"") != std::string::npos);
+    session::AuditVerifier v(key);
+    for (const auto& l : lines) v.feed(l);
+    CHECK_MESSAGE(v.ok(), v.problem());
+}
+
 TEST_CASE("opening a store in a missing directory names the path") {
     try {
         open_sqlite_store("/nonexistent-dir/x/s.db", to_bytes("k"));

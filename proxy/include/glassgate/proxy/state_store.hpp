@@ -59,6 +59,8 @@ public:
 
     // --- audit chain (see session/audit_chain.hpp). Appending computes the chain atomically.
     virtual std::uint64_t append_audit(const session::AuditEvent& ev) = 0;  ///< returns the entry's seq
+    /// save_session and append_audit in one transaction (both or neither); returns the entry's seq.
+    virtual std::uint64_t save_session_and_audit(const session::SessionRecord& rec, const session::AuditEvent& ev) = 0;
     /// Lines with seq >= from_seq, in order; at most `limit` (0: all).
     virtual std::vector<std::string> audit_lines(std::uint64_t from_seq, std::size_t limit) = 0;
 };
