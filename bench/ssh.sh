@@ -8,6 +8,7 @@
 #   bench/ssh.sh                       # defaults: 3 rounds
 #   ROUNDS=5 BUILD=/path/to/build bench/ssh.sh
 #   SIZE_MB=256 SCP_MB=128 bench/ssh.sh  # smaller transfers
+#   SSH_CIPHER=aes128-gcm@openssh.com bench/ssh.sh   # every client leg with this cipher (default: OpenSSH's choice)
 #
 # Workloads: upload (head -c | ssh 'cat >/dev/null'), download (ssh 'head -c' > /dev/null), scp of a
 # file on tmpfs (SFTP mode, to a file on tmpfs: the sshd is local), login-to-exit of `ssh HOST true` (median of LOGINS), and
@@ -96,6 +97,7 @@ export SSH_ASKPASS="$work/askpass.sh" SSH_ASKPASS_REQUIRE=force DISPLAY=:0
 
 common=(-F /dev/null -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o LogLevel=ERROR
         -o ConnectTimeout=10 -o IdentitiesOnly=yes)
+[ -n "${SSH_CIPHER:-}" ] && common+=(-c "$SSH_CIPHER")
 sshd_opts=("${common[@]}" -i "$GG_SSHD_CLIENT_KEY" -o "UserKnownHostsFile=$GG_SSHD_KNOWN_HOSTS" -o BatchMode=yes)
 sshd_dest="$GG_SSHD_USER@127.0.0.1"
 hop_cmd="ssh ${sshd_opts[*]} -W %h:%p -p $GG_SSHD_PORT $sshd_dest"

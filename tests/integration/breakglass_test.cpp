@@ -64,7 +64,7 @@ struct Stack {
                            << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
                            << "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nunreachable_after = 2\nhealthy_after = 1\n"
                            << "[[target]]\nname = \"appdb\"\n" << target_common
-                           << "[[target]]\nname = \"otherdb\"\n" << target_common
+                           << "[[target]]\nname = \"otherdb\"\n" << target_common << "pool_size = 2\n"
                            << "[[fallback]]\nname = \"sso-outage\"\ntrigger = \"idp_unreachable\"\naccounts = [\"bg-oncall-1\"]\n"
                            << "targets = [\"app*\"]\nrequire_reason = true\nnotify = [\"" << hooks.url()
                            << "\"]\n" << rule_extra
@@ -347,6 +347,20 @@ TEST_CASE("a declared emergency with the IdP healthy: CLI and serve share it; me
     CHECK(m->body.find("glassgate_breakglass_logins_total{protocol=\"postgres\",outcome=\"granted\"} 1") != std::string::npos);
     CHECK(m->body.find("auth=\"breakglass\"") != std::string::npos);
     CHECK(m->body.find("glassgate_emergency_mode 1") != std::string::npos);
+    // otherdb keeps idle backend connections (pool_size = 2), but never one of a break-glass session.
+    CHECK(m->body.find("glassgate_postgres_pool_idle{target=\"otherdb\"}") == std::string::npos);
+    CHECK(m->body.find("glassgate_postgres_backend_connections_total{target=\"otherdb\",how=\"opened\"} 1") !=
+          std::string::npos);
+    // An SSO session on the same target does leave its connection.
+    const auto token = s.idp.device_login_token("alice");
+    auto sso = run({"psql", "-X", "-q", "-A", "-t", "-c", "select 1",
+                    "host=127.0.0.1 port=" + std::to_string(s.port) + " user=alice dbname=otherdb sslmode=require"},
+                   {.env = {.set = {{"PGPASSWORD", token}}}, .timeout = 60s});
+    CHECK_MESSAGE(sso.exit_code == 0, sso.describe());
+    CHECK(wait_until([&] {
+        m = http_get("127.0.0.1", s.admin_port, "/metrics");
+        return m && m->body.find("glassgate_postgres_pool_idle{target=\"otherdb\"} 1") != std::string::npos;
+    }, 30s));
 
     CHECK(s.gg({"emergency", "end"}).exit_code == 0);
     REQUIRE(wait_until([&] { return s.mode() == "normal"; }, 5s));
