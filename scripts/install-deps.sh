@@ -11,7 +11,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev libboost-json1.81-dev
   libssl-dev libssh-dev libpq-dev libtomlplusplus-dev libspdlog-dev libfmt-dev doctest-dev
-  libsqlite3-dev libsodium-dev zlib1g-dev
+  libsqlite3-dev libsodium-dev libdeflate-dev
   postgresql-15 postgresql-client-15 postgresql-contrib openssh-server openssh-client openssl
   pgbouncer asciinema nodejs npm procps iproute2 curl python3 bsdutils
 )
