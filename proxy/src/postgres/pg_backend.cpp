@@ -306,17 +306,17 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
     co_return std::move(out);
 }
 
-namespace {
-
-void apply_parameter(std::vector<std::pair<std::string, std::string>>& params, std::pair<std::string, std::string> p) {
-    for (auto& [k, v] : params) {
+void apply_parameter_status(BackendSession& session, std::pair<std::string, std::string> p) {
+    for (auto& [k, v] : session.parameters) {
         if (k == p.first) {
             v = std::move(p.second);
             return;
         }
     }
-    params.push_back(std::move(p));
+    session.parameters.push_back(std::move(p));
 }
+
+namespace {
 
 asio::awaitable<std::string> reset_steps(BackendSession& s, asio::steady_timer& deadline) {
     const auto q = pg::query("DISCARD ALL");
@@ -328,7 +328,7 @@ asio::awaitable<std::string> reset_steps(BackendSession& s, asio::steady_timer& 
         auto& [type, body] = std::get<std::pair<char, Bytes>>(next);
         switch (type) {
             case 'S':
-                if (auto ps = pg::parse_parameter_status(body)) apply_parameter(s.parameters, std::move(*ps));
+                if (auto ps = pg::parse_parameter_status(body)) apply_parameter_status(s, std::move(*ps));
                 break;
             case 'C':
             case 'N':

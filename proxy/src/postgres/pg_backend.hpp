@@ -43,6 +43,9 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
                                                const std::vector<std::pair<std::string, std::string>>& params,
                                                std::chrono::milliseconds timeout);
 
+/// A ParameterStatus report: the parameter's new value, or a parameter the session did not have.
+void apply_parameter_status(BackendSession& session, std::pair<std::string, std::string> p);
+
 /// Makes an idle backend connection fit for another session: DISCARD ALL (prepared statements,
 /// portals, temporary tables, settings, session authorization, LISTEN, advisory locks) must complete
 /// with ReadyForQuery 'I' within `timeout`; ParameterStatus reports update `session.parameters`.

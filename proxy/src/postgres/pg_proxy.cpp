@@ -1042,10 +1042,7 @@ asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int r
             } else if (frame.type == 'S' && poolable_ && backend_session_) {
                 // A kept connection's parameters are what the next client is told at its start.
                 if (auto ps = pg::parse_parameter_status(ByteView(buf.data() + at + 5, frame.size - 5))) {
-                    auto& params = backend_session_->parameters;
-                    auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == ps->first; });
-                    if (it != params.end()) it->second = std::move(ps->second);
-                    else params.push_back(std::move(*ps));
+                    apply_parameter_status(*backend_session_, std::move(*ps));
                 }
             }
             at += frame.size;
