@@ -319,6 +319,7 @@ void apply_parameter_status(BackendSession& session, std::pair<std::string, std:
 namespace {
 
 asio::awaitable<std::string> reset_steps(BackendSession& s, asio::steady_timer& deadline) {
+    s.pending.clear();  // what the server sent the previous session is that session's
     const auto q = pg::query("DISCARD ALL");
     if (auto ec = co_await s.conn->write(asio::buffer(q))) co_return "sending DISCARD ALL: " + ec.message();
     MessageReader reader(*s.conn, deadline);

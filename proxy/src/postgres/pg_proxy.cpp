@@ -848,8 +848,10 @@ asio::awaitable<void> ClientSession::relay(BackendSession& backend, const config
         redact_for_.emplace_back(pattern, std::regex::ECMAScript | std::regex::icase | std::regex::optimize);
     }
     if (!backend.pending.empty()) {
-        // The backend sent something right after ReadyForQuery (e.g. a notice): pass it on first.
+        // The backend sent something right after ReadyForQuery (e.g. a notice): pass it on first,
+        // once (a kept connection must not replay it to the next session).
         co_await send(backend.pending);
+        Bytes().swap(backend.pending);
     }
     // Client bytes pipelined behind the password (still in buf_) are the client pump's first input.
     co_await (pump_client_to_backend(*backend.conn) && pump_backend_to_client(*backend.conn, target.record_rows) &&
