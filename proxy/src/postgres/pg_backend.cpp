@@ -355,6 +355,18 @@ asio::awaitable<std::string> reset_backend(BackendSession& session, std::chrono:
     co_return std::get<0>(std::move(r));
 }
 
+namespace {
+
+/// Ends a parked connection politely: Terminate if the socket takes it at once, then close.
+void retire(Conn& conn) {
+    boost::system::error_code ec;
+    const auto x = pg::terminate();
+    (void)conn.write_now(asio::buffer(x), ec);
+    conn.close();
+}
+
+}  // namespace
+
 BackendPool::~BackendPool() { stop(); }
 
 std::string BackendPool::key(const config::Target& target, const std::string& database, const Secret& secret,
@@ -411,7 +423,7 @@ bool BackendPool::put(const std::string& key, BackendSession session, const conf
     std::size_t parked = 0;
     for (const auto& e : entries_) parked += e.target == target.name ? 1 : 0;
     if (stopped_ || parked >= static_cast<std::size_t>(std::max(target.pool_size, 0))) {
-        session.conn->close();
+        retire(*session.conn);
         return false;
     }
     if (!sweeper_) sweeper_.emplace(session.conn->socket().get_executor());
@@ -446,13 +458,7 @@ void BackendPool::on_sweep(const boost::system::error_code& ec) {
         for (const auto& e : expired) count_locked(e.target);
         arm_locked();
     }
-    for (auto& e : expired) {
-        // Polite end: Terminate if the socket takes it at once, then close.
-        boost::system::error_code wec;
-        const auto x = pg::terminate();
-        (void)e.session.conn->write_now(asio::buffer(x), wec);
-        e.session.conn->close();
-    }
+    for (auto& e : expired) retire(*e.session.conn);
 }
 
 void BackendPool::stop() {
@@ -465,7 +471,7 @@ void BackendPool::stop() {
         armed_ = false;
         for (const auto& e : all) count_locked(e.target);
     }
-    for (auto& e : all) e.session.conn->close();
+    for (auto& e : all) retire(*e.session.conn);
 }
 
 void BackendPool::count_locked(const std::string& target) {
