@@ -105,14 +105,22 @@ session::AuditEvent make_audit_event(const AuditSubject& who, std::string type, 
     return ev;
 }
 
-void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
-                 boost::json::object details) {
-    const auto ev = make_audit_event(who, std::move(type), std::move(outcome), std::move(reason), std::move(details));
+namespace {
+
+/// Appends `ev`; a store failure is logged, never thrown.
+void append_logged(StateStore& store, const session::AuditEvent& ev) {
     try {
         store.append_audit(ev);
     } catch (const std::exception& e) {
         spdlog::error("cannot write audit event {}: {}", ev.type, e.what());
     }
+}
+
+}  // namespace
+
+void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
+                 boost::json::object details) {
+    append_logged(store, make_audit_event(who, std::move(type), std::move(outcome), std::move(reason), std::move(details)));
 }
 
 void SessionScope::audit(std::string type, std::string outcome, std::string reason, boost::json::object details) {
@@ -132,11 +140,7 @@ void SessionScope::save_and_audit(std::string type, std::string outcome, std::st
     }
     // Separately, so a problem with one loses nothing of the other.
     save();
-    try {
-        deps_.store.append_audit(ev);
-    } catch (const std::exception& e) {
-        spdlog::error("cannot write audit event {}: {}", ev.type, e.what());
-    }
+    append_logged(deps_.store, ev);
 }
 
 void SessionScope::save() {

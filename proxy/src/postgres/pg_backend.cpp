@@ -480,9 +480,4 @@ void BackendPool::count_locked(const std::string& target) {
     metrics_->set("glassgate_postgres_pool_idle", {{"target", target}}, static_cast<double>(n));
 }
 
-std::size_t BackendPool::idle() const {
-    std::lock_guard lk(mu_);
-    return entries_.size();
-}
-
 }  // namespace gg::proxy::postgres

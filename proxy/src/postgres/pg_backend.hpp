@@ -75,7 +75,6 @@ public:
     bool put(const std::string& key, BackendSession session, const config::Target& target);
     /// Closes every idle connection and parks no more (shutdown).
     void stop();
-    [[nodiscard]] std::size_t idle() const;
 
 private:
     struct Entry {
@@ -89,7 +88,7 @@ private:
     void on_sweep(const boost::system::error_code& ec);
 
     Metrics* metrics_;
-    mutable std::mutex mu_;
+    std::mutex mu_;
     std::list<Entry> entries_;  ///< most recently parked first
     bool stopped_ = false;
     std::optional<asio::steady_timer> sweeper_;  ///< wakes at the earliest expiry
