@@ -124,6 +124,8 @@ for t in direct hop; do run_ssh "$t" true </dev/null || { echo "$t: ssh failed (
 
 head -c $((SCP_MB << 20)) /dev/urandom >"$shm/file"
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# Whole machine: busy ticks (everything but idle and iowait) summed over all cores.
+machine_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 hz=$(getconf CLK_TCK)
 now_ns() { date +%s%N; }
 
@@ -158,17 +160,23 @@ med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else print "n/a"}'; }
 
 echo "units: upload/download/scp MB/s (higher is better); login ms (median of $LOGINS); echo p50/p99 µs"
-printf '%-9s %-5s %14s %14s %14s %9s %9s %14s\n' workload round direct hop glassgate gg/direct gg/hop gg_cpu
+echo "gg_cpu: glassgate's own CPU; machine: CPU-seconds per GiB of the whole machine (all processes, $(nproc) cores) direct/hop/glassgate"
+printf '%-9s %-5s %14s %14s %14s %9s %9s %14s %16s\n' workload round direct hop glassgate gg/direct gg/hop gg_cpu machine
 summary=()
 for w in upload download scp login echo; do
   r_d=(); r_h=(); e50=(); e99=()
   for round in $(seq 1 "$ROUNDS"); do
-    declare -A v=()
+    declare -A v=() mcpu=()
     cpu=""
     for t in direct hop glassgate; do
-      before=$(ticks $gg_pid)
+      before=$(ticks $gg_pid); mbefore=$(machine_busy)
       v[$t]=$(measure "$w" "$t") || { [ -n "${down[$t]:-}" ] || echo "$w via $t failed" >&2; v[$t]=0; }
-      after=$(ticks $gg_pid)
+      after=$(ticks $gg_pid); mafter=$(machine_busy)
+      case $w in
+        upload|download) mcpu[$t]=$(awk -v d=$((mafter - mbefore)) -v hz="$hz" -v mb="$SIZE_MB" 'BEGIN{printf "%.2f", d/hz/(mb/1024)}') ;;
+        scp) mcpu[$t]=$(awk -v d=$((mafter - mbefore)) -v hz="$hz" -v mb="$SCP_MB" 'BEGIN{printf "%.2f", d/hz/(mb/1024)}') ;;
+        *) mcpu[$t]="" ;;
+      esac
       if [ "$t" = glassgate ]; then
         case $w in
           upload|download) cpu=$(awk -v d=$((after - before)) -v hz="$hz" -v mb="$SIZE_MB" 'BEGIN{printf "%.2fs/GiB", d/hz/(mb/1024)}') ;;
@@ -187,7 +195,9 @@ for w in upload download scp login echo; do
     fi
     rd=$(ratio "${v[glassgate]}" "${v[direct]}"); rh=$(ratio "${v[glassgate]}" "${v[hop]}")
     r_d+=("$rd"); r_h+=("$rh")
-    printf '%-9s %-5s %14s %14s %14s %9s %9s %14s\n' "$w" "$round" "${v[direct]}" "${v[hop]}" "${v[glassgate]}" "$rd" "$rh" "$cpu"
+    machine=""
+    [ -n "${mcpu[direct]:-}" ] && machine="${mcpu[direct]}/${mcpu[hop]}/${mcpu[glassgate]}"
+    printf '%-9s %-5s %14s %14s %14s %9s %9s %14s %16s\n' "$w" "$round" "${v[direct]}" "${v[hop]}" "${v[glassgate]}" "$rd" "$rh" "$cpu" "$machine"
   done
   if [ "$w" = echo ]; then
     summary+=("$(printf '%-9s gg-direct p50 %s µs   p99 %s µs' "$w" "$(med "${e50[@]}")" "$(med "${e99[@]}")")")

@@ -229,6 +229,10 @@ struct RecordingCore {
                     f.unsynced = false;
                     f.last_sync = now;
                     syncs.fetch_add(1, std::memory_order_relaxed);
+                    // A recording is written once and read rarely: its pages, clean now, leave the page
+                    // cache instead of pushing out the host's useful cache (and the kernel reuses them for
+                    // the next writes instead of taking fresh memory). Advisory: a failure changes nothing.
+                    (void)::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
                 }
             }
         }

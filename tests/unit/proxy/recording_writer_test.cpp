@@ -5,11 +5,16 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -227,6 +232,50 @@ TEST_CASE("fdatasync is rate-limited per file, never per event") {
     CHECK(h->close(t + 1).ok);
     CHECK(svc.stats().syncs == before_close + 1);  // the seal
     CHECK(session::verify_recording(slurp(h->path()), the_key).events == t);
+}
+
+/// Whether `dir` is on tmpfs, where the page cache is the storage and cannot be dropped.
+static bool on_tmpfs(const std::filesystem::path& dir) {
+    struct statfs st {};
+    return ::statfs(dir.c_str(), &st) == 0 && st.f_type == TMPFS_MAGIC;
+}
+
+TEST_CASE("a recording's synced pages leave the page cache") {
+    auto base = std::filesystem::temp_directory_path();
+    if (on_tmpfs(base)) base = std::filesystem::current_path();  // the build tree
+    if (on_tmpfs(base)) {
+        MESSAGE("both the temporary directory and the build tree are on tmpfs: nothing to drop, not checked");
+        return;
+    }
+    TempDir tmp(base);
+    RecordingService::Options o = fast();
+    o.sync_interval = 0ms;  // every flush is synced (and its pages dropped)
+    RecordingService svc(tmp.path(), the_key, o);
+    auto h = svc.open(header("cache"));
+    const std::string chunk(64 * 1024, 'z');
+    std::uint64_t t = 0;
+    for (int i = 0; i < 256; ++i) {  // 16 MiB
+        while (h->buffered_bytes() > 1024 * 1024) std::this_thread::sleep_for(1ms);
+        REQUIRE(h->append(EventKind::term_output, Direction::server_to_client, as_bytes(chunk), ++t));
+    }
+    REQUIRE(h->close(t + 1).ok);
+
+    // mincore(2) on a mapping of the file tells which of its pages are in the page cache.
+    const int fd = ::open(h->path().c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    const auto size = static_cast<std::size_t>(std::filesystem::file_size(h->path()));
+    REQUIRE(size > 16u * 1024 * 1024);
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    REQUIRE(map != MAP_FAILED);
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    std::vector<unsigned char> resident((size + page - 1) / page);
+    REQUIRE(::mincore(map, size, resident.data()) == 0);
+    const auto cached = std::count_if(resident.begin(), resident.end(), [](unsigned char r) { return (r & 1) != 0; });
+    ::munmap(map, size);
+    ::close(fd);
+    INFO(cached << " of " << resident.size() << " pages still cached");
+    CHECK(static_cast<std::size_t>(cached) * 10 < resident.size());
+    CHECK(session::verify_recording(slurp(h->path()), the_key).sealed);
 }
 
 TEST_CASE("kill -9 of a recording process leaves a file readable up to its last whole event") {
