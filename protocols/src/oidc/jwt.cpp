@@ -1,8 +1,10 @@
 #include "glassgate/protocols/oidc/jwt.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 
+#include "glassgate/protocols/crypto.hpp"
 #include "glassgate/protocols/oidc/base64url.hpp"
 #include "glassgate/protocols/oidc/json.hpp"
 #include "glassgate/protocols/oidc/text.hpp"
@@ -55,7 +57,7 @@ DateClaim date_claim(const json::object& claims, std::string_view name) {
 }
 
 VerifyResult verify_impl(std::string_view token, const KeySet& keys, const VerifyOptions& options,
-                         Clock::time_point now) {
+                         Clock::time_point now, SignatureCache* cache) {
     // 1. Size first: nothing is decoded or allocated for an oversized input.
     if (token.size() > options.max_token_bytes) {
         return fail(VerifyError::token_too_large, "token of " + std::to_string(token.size()) +
@@ -148,9 +150,14 @@ VerifyResult verify_impl(std::string_view token, const KeySet& keys, const Verif
                                                         std::to_string(signature->size()));
         }
     }
-    if (!key->verify(*alg, as_bytes(token.substr(0, d2)), *signature)) {
-        return fail(VerifyError::bad_signature,
-                    "signature does not verify with key " + key_name + " (" + std::string(to_string(*alg)) + ")");
+    const auto signing_input = token.substr(0, d2);
+    const std::string_view sig_text(reinterpret_cast<const char*>(signature->data()), signature->size());
+    if (!cache || !cache->contains(key->kid(), to_string(*alg), signing_input, sig_text)) {
+        if (!key->verify(*alg, as_bytes(signing_input), *signature)) {
+            return fail(VerifyError::bad_signature,
+                        "signature does not verify with key " + key_name + " (" + std::string(to_string(*alg)) + ")");
+        }
+        if (cache) cache->insert(key->kid(), to_string(*alg), signing_input, sig_text);
     }
 
     // 6. Claims (only now parsed: they are authenticated).
@@ -292,10 +299,47 @@ VerifyResult verify_impl(std::string_view token, const KeySet& keys, const Verif
 
 }  // namespace
 
+SignatureCache::Entry SignatureCache::digest(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                                             std::string_view signature) {
+    // Length-prefixed fields: no two different tuples hash the same input.
+    crypto::Sha256 h;
+    for (const std::string_view part : {kid, alg, signing_input, signature}) {
+        const auto n = static_cast<std::uint64_t>(part.size());
+        std::byte len[8];
+        for (int i = 0; i < 8; ++i) len[i] = static_cast<std::byte>(n >> (8 * i));
+        h.update(ByteView(len, 8));
+        h.update(as_bytes(part));
+    }
+    const auto d = h.finish();
+    Entry e{};
+    std::memcpy(e.data(), d.data(), e.size());
+    return e;
+}
+
+bool SignatureCache::contains(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                              std::string_view signature) const {
+    const auto e = digest(kid, alg, signing_input, signature);
+    std::lock_guard lk(mu_);
+    return entries_.contains(e);
+}
+
+void SignatureCache::insert(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                            std::string_view signature) {
+    const auto e = digest(kid, alg, signing_input, signature);
+    std::lock_guard lk(mu_);
+    if (entries_.size() >= capacity_) entries_.clear();
+    entries_.insert(e);
+}
+
+std::size_t SignatureCache::size() const {
+    std::lock_guard lk(mu_);
+    return entries_.size();
+}
+
 VerifyResult verify_jwt(std::string_view token, const KeySet& keys, const VerifyOptions& options,
-                        Clock::time_point now) {
+                        Clock::time_point now, SignatureCache* cache) {
     try {
-        return verify_impl(token, keys, options, now);
+        return verify_impl(token, keys, options, now, cache);
     } catch (const std::exception&) {
         // Only allocation can throw in verify_impl; whatever it was, the token is not accepted.
         return fail(VerifyError::malformed, "verification aborted: out of memory");

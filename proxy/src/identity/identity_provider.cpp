@@ -261,6 +261,7 @@ void IdentityProvider::install_keys(oidc::KeySet keys, std::string json, SysCloc
     {
         std::lock_guard lk(mu_);
         keys_ = std::make_shared<const oidc::KeySet>(std::move(keys));
+        sig_cache_ = std::make_shared<oidc::SignatureCache>();
         jwks_fetched_at_ = fetched;
     }
     if (!persist) return;
@@ -358,30 +359,27 @@ asio::awaitable<bool> IdentityProvider::refresh_for_unknown_kid() {
 
 asio::awaitable<oidc::VerifyResult> IdentityProvider::verify_token(std::string token, std::string_view method) {
     std::shared_ptr<const oidc::KeySet> keys;
-    {
+    std::shared_ptr<oidc::SignatureCache> cache;
+    auto current = [&] {
         std::lock_guard lk(mu_);
         keys = keys_;
-    }
+        cache = sig_cache_;
+    };
+    current();
     const auto opts = verify_options();
     oidc::VerifyResult r;
     if (!keys) {
-        if (co_await refresh_for_unknown_kid()) {
-            std::lock_guard lk(mu_);
-            keys = keys_;
-        }
+        if (co_await refresh_for_unknown_kid()) current();
     }
     if (!keys) {
         r.error = oidc::VerifyError::unknown_kid;
         r.unknown_kid = true;
         r.reason = "no JWKS available: the identity provider has not been reached yet and nothing is cached";
     } else {
-        r = oidc::verify_jwt(token, *keys, opts, SysClock::now());
+        r = oidc::verify_jwt(token, *keys, opts, SysClock::now(), cache.get());
         if (!r.ok() && r.unknown_kid && co_await refresh_for_unknown_kid()) {
-            {
-                std::lock_guard lk(mu_);
-                keys = keys_;
-            }
-            r = oidc::verify_jwt(token, *keys, opts, SysClock::now());
+            current();
+            r = oidc::verify_jwt(token, *keys, opts, SysClock::now(), cache.get());
         }
     }
     metrics_.inc("glassgate_auth_total",

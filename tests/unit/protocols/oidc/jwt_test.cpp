@@ -854,3 +854,55 @@ TEST_CASE("jwt: public messages are generic") {
 }
 
 TEST_SUITE_END();
+
+// ---------------------------------------------------------------------------------------------
+// Signature cache
+
+TEST_CASE("jwt: a signature cache remembers successes only and never skips the claim checks") {
+    SignatureCache cache;
+    const std::string token = Token{}.str();
+    REQUIRE(verify_jwt(token, standard_keys(), options(), now, &cache).ok());
+    CHECK(cache.size() == 1);
+    auto again = verify_jwt(token, standard_keys(), options(), now, &cache);
+    REQUIRE(again.ok());
+    CHECK(again.identity->username == "alice");
+    CHECK(cache.size() == 1);
+
+    // Same token later: the cached signature does not keep an expired token alive.
+    check_refused(verify_jwt(token, standard_keys(), options(), now + 2h, &cache), VerifyError::expired);
+    // Other options: the audience is still checked.
+    VerifyOptions other = options();
+    other.audience = {"someone-else"};
+    check_refused(verify_jwt(token, standard_keys(), other, now, &cache), VerifyError::wrong_audience);
+
+    // Failures are not remembered: a forged signature is refused every time and adds nothing.
+    Token forged;
+    forged.key = keys().rsa_other.get();
+    const std::string bad = forged.str();
+    for (int i = 0; i < 2; ++i) check_refused(verify_jwt(bad, standard_keys(), options(), now, &cache), VerifyError::bad_signature);
+    CHECK(cache.size() == 1);
+
+    // The claims of a cached token changed, signature kept: a different signing input, refused.
+    const auto d1 = token.find('.');
+    const auto d2 = token.find('.', d1 + 1);
+    json::object claims = default_claims();
+    claims["preferred_username"] = "mallory";
+    const std::string swapped = token.substr(0, d1) + "." + b64_text(json::serialize(claims)) + token.substr(d2);
+    check_refused(verify_jwt(swapped, standard_keys(), options(), now, &cache), VerifyError::bad_signature);
+    // The signature of a cached token altered by one bit: refused.
+    std::string flipped = token;
+    flipped[token.size() - 2] = flipped[token.size() - 2] == 'A' ? 'B' : 'A';
+    check_refused(verify_jwt(flipped, standard_keys(), options(), now, &cache), VerifyError::bad_signature);
+    CHECK(cache.size() == 1);
+}
+
+TEST_CASE("jwt: a signature cache is bounded") {
+    SignatureCache cache(3);
+    for (int i = 0; i < 7; ++i) {
+        Token t;
+        t.claims["jti"] = "token-" + std::to_string(i);
+        REQUIRE(verify_jwt(t.str(), standard_keys(), options(), now, &cache).ok());
+        CHECK(cache.size() <= 3);
+        CHECK(cache.size() >= 1);
+    }
+}

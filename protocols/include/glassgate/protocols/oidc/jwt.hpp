@@ -10,9 +10,12 @@
 // brings its own key) -> key fits the alg -> signature -> claims (bounded depth) -> iss -> aud -> azp
 // -> exp -> nbf -> iat -> sub -> username -> groups. Pure: `now` is a parameter.
 
+#include <array>
 #include <chrono>
 #include <cstddef>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -80,11 +83,34 @@ struct VerifyResult {
     [[nodiscard]] bool ok() const noexcept { return error == VerifyError::none; }
 };
 
+/// Signatures that verified with the keys of ONE KeySet, so a token presented again (a client that
+/// reconnects with the same token) costs a SHA-256 instead of a public-key operation. Only
+/// successes are remembered, under a digest of (kid, alg, signing input, signature); every other
+/// check (claims, exp, nbf, ...) still runs on every use. Use one cache per KeySet and drop it with
+/// the set: a new JWKS starts empty. Thread-safe; at most `capacity` entries (emptied when full).
+class SignatureCache {
+public:
+    explicit SignatureCache(std::size_t capacity = 4096) : capacity_(capacity) {}
+    [[nodiscard]] bool contains(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                                std::string_view signature) const;
+    void insert(std::string_view kid, std::string_view alg, std::string_view signing_input, std::string_view signature);
+    [[nodiscard]] std::size_t size() const;
+
+private:
+    using Entry = std::array<unsigned char, 32>;
+    static Entry digest(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                        std::string_view signature);
+    const std::size_t capacity_;
+    mutable std::mutex mu_;
+    std::set<Entry> entries_;
+};
+
 /// Verifies `token` against `keys` and `options` at time `now`. Never throws on any input; the
 /// refusal is a value. azp (OIDC Core 3.1.3.7): with require_azp_match, a present `azp` must equal
-/// client_id, and a token with several audiences must carry `azp`.
+/// client_id, and a token with several audiences must carry `azp`. With `cache` (built for this
+/// `keys`), a signature found there is not verified again, and one that verifies is added.
 [[nodiscard]] VerifyResult verify_jwt(std::string_view token, const KeySet& keys, const VerifyOptions& options,
-                                      std::chrono::system_clock::time_point now);
+                                      std::chrono::system_clock::time_point now, SignatureCache* cache = nullptr);
 
 /// Short, generic text for the client ("invalid token", "token expired"): tells an attacker nothing
 /// about keys, issuers or audiences.

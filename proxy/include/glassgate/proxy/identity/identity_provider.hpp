@@ -128,6 +128,7 @@ private:
 
     mutable std::mutex mu_;
     std::shared_ptr<const oidc::KeySet> keys_;
+    std::shared_ptr<oidc::SignatureCache> sig_cache_;  ///< signatures verified with keys_ (replaced with it)
     std::optional<oidc::Discovery> discovery_;
     std::optional<std::chrono::system_clock::time_point> jwks_fetched_at_;
     oidc::HealthMonitor monitor_;
