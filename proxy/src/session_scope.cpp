@@ -1,5 +1,6 @@
 #include "session_scope.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -59,7 +60,7 @@ bool SessionScope::open(const Open& o) {
     boost::json::object details{{"protocol", hdr.protocol}, {"auth", method_label_}, {"method", o.auth_detail}};
     if (!o.reason.empty()) details["reason"] = o.reason;
     for (const auto& [k, v] : o.audit_details) details[k] = v;
-    save_and_audit("session.start", "ok", "", std::move(details));
+    save_and_audit_later("session.start", "ok", "", std::move(details));
     return true;
 }
 
@@ -87,7 +88,13 @@ bool SessionScope::record(session::EventKind kind, session::Direction dir, ByteV
 void SessionScope::activate() {
     if (!session_) return;
     (void)session_->activate();
-    save();
+    write_later([&store = deps_.store, record = session_->record(), log = log_] {
+        try {
+            store.save_session(record);
+        } catch (const std::exception& e) {
+            log->error("cannot update the sessions index: {}", e.what());
+        }
+    });
 }
 
 session::AuditEvent make_audit_event(const AuditSubject& who, std::string type, std::string outcome, std::string reason,
@@ -124,23 +131,75 @@ void write_audit(StateStore& store, const AuditSubject& who, std::string type, s
 }
 
 void SessionScope::audit(std::string type, std::string outcome, std::string reason, boost::json::object details) {
-    write_audit(deps_.store, {session_ ? session_->id() : std::string(), identity_, target_, peer_}, std::move(type),
-                std::move(outcome), std::move(reason), std::move(details));
+    auto ev = make_audit_event({session_ ? session_->id() : std::string(), identity_, target_, peer_}, std::move(type),
+                               std::move(outcome), std::move(reason), std::move(details));
+    if (queued_->load() == 0) {
+        append_logged(deps_.store, ev);  // nothing of this session waits: in order as it is
+        return;
+    }
+    write_later([&store = deps_.store, ev = std::move(ev)] { append_logged(store, ev); });
 }
 
-void SessionScope::save_and_audit(std::string type, std::string outcome, std::string reason, boost::json::object details) {
+void SessionScope::write_later(std::function<void()> job) {
+    queued_->fetch_add(1);
+    asio::post(writes_, [job = std::move(job), queued = queued_] {
+        job();
+        queued->fetch_sub(1);
+    });
+}
+
+namespace {
+
+/// The index row and an audit event in one store transaction (each on its own if that fails, so a
+/// problem with one loses nothing of the other). Logs, never throws.
+void save_with_audit(StateStore& store, const session::SessionRecord& record, const session::AuditEvent& ev,
+                     spdlog::logger& log) {
+    try {
+        store.save_session_and_audit(record, ev);
+        return;
+    } catch (const std::exception& e) {
+        log.error("cannot update the sessions index and audit log together: {}", e.what());
+    }
+    try {
+        store.save_session(record);
+    } catch (const std::exception& e) {
+        log.error("cannot update the sessions index: {}", e.what());
+    }
+    append_logged(store, ev);
+}
+
+/// The end of a session on the blocking pool: seal the recording, then the index row and session.end
+/// in one transaction. A coroutine function, not a lambda: its parameters live in its frame.
+asio::awaitable<RecordingHandle::SealInfo> seal_and_save(std::shared_ptr<RecordingHandle> rec, std::uint64_t t_end,
+                                                         session::SessionRecord record, session::AuditEvent ev,
+                                                         std::string method, std::shared_ptr<spdlog::logger> log,
+                                                         StateStore& store) {
+    auto seal = rec->close(t_end);
+    if (seal.ok) {
+        record.sealed_events = seal.events;
+        record.sealed_chain_hash = seal.chain_hash_hex;
+    } else {
+        log->error("recording could not be sealed: {}", seal.error);
+    }
+    ev.outcome = record.close_reason == session::CloseReason::client_disconnect ? "ok" : "closed";
+    ev.reason = std::string(session::to_string(record.close_reason)) +
+                (record.close_detail.empty() ? "" : ": " + record.close_detail);
+    ev.details = {{"bytes_in", record.bytes_client_to_server}, {"bytes_out", record.bytes_server_to_client},
+                  {"auth", method}, {"recording", record.recording}};
+    save_with_audit(store, record, ev, *log);
+    co_return seal;
+}
+
+}  // namespace
+
+void SessionScope::save_and_audit_later(std::string type, std::string outcome, std::string reason,
+                                        boost::json::object details) {
     if (!session_) return;
     auto ev = make_audit_event({session_->id(), identity_, target_, peer_}, std::move(type), std::move(outcome),
                                std::move(reason), std::move(details));
-    try {
-        deps_.store.save_session_and_audit(session_->record(), ev);
-        return;
-    } catch (const std::exception& e) {
-        if (log_) log_->error("cannot update the sessions index and audit log together: {}", e.what());
-    }
-    // Separately, so a problem with one loses nothing of the other.
-    save();
-    append_logged(deps_.store, ev);
+    write_later([&store = deps_.store, record = session_->record(), ev = std::move(ev), log = log_] {
+        save_with_audit(store, record, ev, *log);
+    });
 }
 
 void SessionScope::save() {
@@ -160,31 +219,16 @@ asio::awaitable<void> SessionScope::close(session::CloseReason why, std::string 
     (void)session_->finish(now_tp());
     if (session_->state() != session::State::closed) session_->fail(why, detail, now_tp());
     session_->add_bytes(bytes_in, bytes_out);
-    // Sealing waits for the writer thread (flush + fdatasync): never block an io thread on it.
+    // Sealing waits for the writer thread (flush + fdatasync) and the store for its commit: both run
+    // on the session's strand of the blocking pool, after its queued writes, never on an io thread.
     const auto t_end = t_us();
-    auto sealed = std::make_shared<std::atomic<bool>>(false);
-    auto seal_result = std::make_shared<RecordingHandle::SealInfo>();
-    asio::post(deps_.blocking, [rec = rec_, t_end, sealed, seal_result] {
-        *seal_result = rec->close(t_end);
-        sealed->store(true);
-    });
-    {
-        asio::steady_timer poll(co_await asio::this_coro::executor);
-        while (!sealed->load()) {
-            poll.expires_after(std::chrono::milliseconds(5));
-            (void)co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
-        }
-    }
-    if (seal_result->ok) {
-        session_->set_seal(seal_result->events, seal_result->chain_hash_hex);
-    } else {
-        log_->error("recording could not be sealed: {}", seal_result->error);
-    }
+    auto ev = make_audit_event({session_->id(), identity_, target_, peer_}, "session.end", "", "", {});
+    // Named objects, not temporaries, go into the coroutine and the co_await (GCC 12, architecture.md).
+    session::SessionRecord record = session_->record();
+    auto work = seal_and_save(rec_, t_end, std::move(record), std::move(ev), method_label_, log_, deps_.store);
+    const auto sealed = co_await asio::co_spawn(writes_, std::move(work), asio::use_awaitable);
+    if (sealed.ok) session_->set_seal(sealed.events, sealed.chain_hash_hex);
     const auto& r = session_->record();
-    save_and_audit("session.end", r.close_reason == session::CloseReason::client_disconnect ? "ok" : "closed",
-                   std::string(session::to_string(r.close_reason)) + (r.close_detail.empty() ? "" : ": " + r.close_detail),
-                   {{"bytes_in", r.bytes_client_to_server}, {"bytes_out", r.bytes_server_to_client}, {"auth", method_label_},
-                    {"recording", r.recording}});
     if (counted_) {
         --deps_.active_sessions;
         deps_.metrics.set("glassgate_sessions_active", {}, static_cast<double>(deps_.active_sessions.load()));

@@ -4,15 +4,23 @@
 // events, the active-sessions gauge, and the close (recording sealed on the blocking pool, never on
 // an io thread; index, audit session.end, metrics).
 //
+// Store writes of the session's lifecycle (index row + session.start, the row turning active, the
+// seal + row + session.end) run in order on a strand of the blocking pool, not on the io thread: a
+// SQLite commit costs more than the rest of a connection's start. audit() writes at once when
+// nothing of the session is queued there, else it queues behind it, so the audit chain keeps the
+// session's order; close() returns after every queued write is done.
+//
 // Owned by one connection strand; not thread-safe.
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/object.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,7 +60,7 @@ struct SessionDeps {
 class SessionScope {
 public:
     SessionScope(SessionDeps deps, session::Protocol protocol, std::string peer)
-        : deps_(deps), protocol_(protocol), peer_(std::move(peer)) {}
+        : deps_(deps), protocol_(protocol), peer_(std::move(peer)), writes_(boost::asio::make_strand(deps.blocking)) {}
 
     struct Open {
         std::string identity;
@@ -102,8 +110,10 @@ public:
 
 private:
     void save();
-    /// save() and audit() in one store transaction (each on its own if that fails).
-    void save_and_audit(std::string type, std::string outcome, std::string reason, boost::json::object details);
+    /// Runs `job` on writes_ after the session's earlier queued writes.
+    void write_later(std::function<void()> job);
+    /// Queues the index row (as it is now) with an audit event, in one store transaction.
+    void save_and_audit_later(std::string type, std::string outcome, std::string reason, boost::json::object details);
 
     SessionDeps deps_;
     session::Protocol protocol_;
@@ -116,6 +126,8 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     std::shared_ptr<RecordingHandle> rec_;
     std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+    boost::asio::strand<boost::asio::thread_pool::executor_type> writes_;
+    std::shared_ptr<std::atomic<int>> queued_ = std::make_shared<std::atomic<int>>(0);  ///< jobs on writes_
     bool counted_ = false;
     bool closed_ = false;
 };
