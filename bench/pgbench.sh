@@ -12,6 +12,9 @@
 #   CLIENT_TLS=on bench/pgbench.sh                       # only with client TLS (default: "on off")
 #   POOL_SIZE=0 bench/pgbench.sh                         # glassgate without backend connection reuse (default 8,
 #                                                        # as pgbouncer keeps its server connections)
+#   PGB_AUTH=md5 bench/pgbench.sh                        # pgbouncer authenticates its clients (md5, as in the
+#                                                        # Debian package's pgbouncer.ini; also scram-sha-256);
+#                                                        # default any: no client authentication at all
 #
 # Needs a build (build/proxy/glassgate, build/tests/harness/gg-peers) and scripts/install-deps.sh.
 # Recording cannot be switched off in glassgate (it is mandatory by design), so there is no
@@ -65,7 +68,8 @@ bench = host=$GG_PG_HOST port=$GG_PG_PORT dbname=bench user=bench password=$pw
 listen_addr = 127.0.0.1
 listen_port = $pb_port
 unix_socket_dir =
-auth_type = any
+auth_type = ${PGB_AUTH:-any}
+auth_file = $work/pgb/userlist.txt
 pool_mode = session
 max_client_conn = 200
 default_pool_size = 50
@@ -76,7 +80,9 @@ server_tls_sslmode = require
 logfile = $work/pgb/pgbouncer.log
 pidfile = $work/pgb/pgbouncer.pid
 INI
-chown postgres "$work/pgb/pgbouncer.ini"
+printf '"bench" "%s"\n' "$pw" >"$work/pgb/userlist.txt"
+chown postgres "$work/pgb/pgbouncer.ini" "$work/pgb/userlist.txt"
+chmod 600 "$work/pgb/userlist.txt"
 runuser -u postgres -- pgbouncer "$work/pgb/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 
@@ -194,5 +200,5 @@ for w in "${workloads[@]}"; do
 done
 done
 echo
-echo "median (min-max) over $ROUNDS rounds of ${SECS}s; -tls: client TLS, -plain: none (backend legs always TLS):"
+echo "median (min-max) over $ROUNDS rounds of ${SECS}s; -tls: client TLS, -plain: none (backend legs always TLS); pgbouncer auth_type ${PGB_AUTH:-any}:"
 printf '%s\n' "${summary[@]}"

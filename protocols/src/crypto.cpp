@@ -31,6 +31,16 @@ const EVP_MD* sha256_md() {
     return md;
 }
 
+/// AES-256-GCM fetched once, for the same reason (the secret store opens one per connection).
+const EVP_CIPHER* aes256gcm_cipher() {
+    static EVP_CIPHER* c = [] {
+        EVP_CIPHER* f = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+        if (!f) throw CryptoError("EVP_CIPHER_fetch(AES-256-GCM) failed");
+        return f;
+    }();
+    return c;
+}
+
 struct CipherCtx {
     EVP_CIPHER_CTX* p = EVP_CIPHER_CTX_new();
     ~CipherCtx() { EVP_CIPHER_CTX_free(p); }
@@ -81,7 +91,7 @@ Digest sha256(ByteView data) {
 Digest hmac_sha256(ByteView key, ByteView data) {
     Digest d{};
     unsigned int len = 0;
-    if (!HMAC(EVP_sha256(), key.data(), to_int(key.size()), uc(data), data.size(),
+    if (!HMAC(sha256_md(), key.data(), to_int(key.size()), uc(data), data.size(),
               reinterpret_cast<unsigned char*>(d.data()), &len)) {
         throw CryptoError("HMAC-SHA-256 failed");
     }
@@ -135,7 +145,7 @@ Bytes aes256gcm_seal(ByteView key, ByteView plaintext, ByteView aad) {
     CipherCtx c;
     int len = 0;
     auto* o = reinterpret_cast<unsigned char*>(out.data());
-    if (!c.p || EVP_EncryptInit_ex(c.p, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+    if (!c.p || EVP_EncryptInit_ex(c.p, aes256gcm_cipher(), nullptr, nullptr, nullptr) != 1 ||
         EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(aes_gcm_nonce_size), nullptr) != 1 ||
         EVP_EncryptInit_ex(c.p, nullptr, nullptr, uc(key), o) != 1 ||
         (!aad.empty() && EVP_EncryptUpdate(c.p, nullptr, &len, uc(aad), to_int(aad.size())) != 1) ||
@@ -157,7 +167,7 @@ std::optional<Bytes> aes256gcm_open(ByteView key, ByteView sealed, ByteView aad)
     int len = 0;
     auto* o = reinterpret_cast<unsigned char*>(out.data());
     const unsigned char* s = uc(sealed);
-    if (!c.p || EVP_DecryptInit_ex(c.p, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+    if (!c.p || EVP_DecryptInit_ex(c.p, aes256gcm_cipher(), nullptr, nullptr, nullptr) != 1 ||
         EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(aes_gcm_nonce_size), nullptr) != 1 ||
         EVP_DecryptInit_ex(c.p, nullptr, nullptr, uc(key), s) != 1) {
         throw CryptoError("AES-256-GCM init failed");
