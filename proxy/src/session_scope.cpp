@@ -2,10 +2,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/as_tuple.hpp>
 
 #include "glassgate/protocols/crypto.hpp"
 #include "glassgate/session/audit_chain.hpp"
@@ -85,18 +82,6 @@ bool SessionScope::record(session::EventKind kind, session::Direction dir, ByteV
     return rec_->append(kind, dir, payload, t_us());
 }
 
-void SessionScope::activate() {
-    if (!session_) return;
-    (void)session_->activate();
-    write_later([&store = deps_.store, record = session_->record(), log = log_] {
-        try {
-            store.save_session(record);
-        } catch (const std::exception& e) {
-            log->error("cannot update the sessions index: {}", e.what());
-        }
-    });
-}
-
 session::AuditEvent make_audit_event(const AuditSubject& who, std::string type, std::string outcome, std::string reason,
                                      boost::json::object details) {
     session::AuditEvent ev;
@@ -114,6 +99,15 @@ session::AuditEvent make_audit_event(const AuditSubject& who, std::string type, 
 
 namespace {
 
+/// Saves the index row; a store failure is logged, never thrown.
+void save_logged(StateStore& store, const session::SessionRecord& record, spdlog::logger* log) {
+    try {
+        store.save_session(record);
+    } catch (const std::exception& e) {
+        if (log) log->error("cannot update the sessions index: {}", e.what());
+    }
+}
+
 /// Appends `ev`; a store failure is logged, never thrown.
 void append_logged(StateStore& store, const session::AuditEvent& ev) {
     try {
@@ -124,6 +118,12 @@ void append_logged(StateStore& store, const session::AuditEvent& ev) {
 }
 
 }  // namespace
+
+void SessionScope::activate() {
+    if (!session_) return;
+    (void)session_->activate();
+    write_later([&store = deps_.store, record = session_->record(), log = log_] { save_logged(store, record, log.get()); });
+}
 
 void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
                  boost::json::object details) {
@@ -160,11 +160,7 @@ void save_with_audit(StateStore& store, const session::SessionRecord& record, co
     } catch (const std::exception& e) {
         log.error("cannot update the sessions index and audit log together: {}", e.what());
     }
-    try {
-        store.save_session(record);
-    } catch (const std::exception& e) {
-        log.error("cannot update the sessions index: {}", e.what());
-    }
+    save_logged(store, record, &log);
     append_logged(store, ev);
 }
 
@@ -203,12 +199,7 @@ void SessionScope::save_and_audit_later(std::string type, std::string outcome, s
 }
 
 void SessionScope::save() {
-    if (!session_) return;
-    try {
-        deps_.store.save_session(session_->record());
-    } catch (const std::exception& e) {
-        if (log_) log_->error("cannot update the sessions index: {}", e.what());
-    }
+    if (session_) save_logged(deps_.store, session_->record(), log_.get());
 }
 
 asio::awaitable<void> SessionScope::close(session::CloseReason why, std::string detail, std::uint64_t bytes_in,

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <sstream>
@@ -244,13 +245,15 @@ TEST_CASE("an unknown account costs the same time as a known one") {
         CHECK(d.outcome == breakglass::Outcome::bad_passphrase);
         return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     };
-    double known = 0, unknown = 0;
+    // The fastest of three attempts each (three: the fourth failure is throttled): the cost of the
+    // work itself, not how often another process on a loaded machine preempted it.
+    double known = 1e9, unknown = 1e9;
     for (int i = 0; i < 3; ++i) {
-        known += time_of("bg-1", i);
-        unknown += time_of("bg-2", 100 + i);  // named by the rule, never staged
+        known = std::min(known, time_of("bg-1", i));
+        unknown = std::min(unknown, time_of("bg-2", 100 + i));  // named by the rule, never staged
     }
-    MESSAGE("known " << known / 3 << " ms, unknown " << unknown / 3 << " ms per attempt");
-    CHECK(known / 3 > 10.0);  // Argon2id actually ran
+    MESSAGE("known " << known << " ms, unknown " << unknown << " ms per attempt (fastest of 3)");
+    CHECK(known > 10.0);  // Argon2id actually ran
     CHECK(unknown / known > 0.6);
     CHECK(unknown / known < 1.6);
 }
