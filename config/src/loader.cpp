@@ -55,16 +55,17 @@ constexpr std::string_view target_keys[] = {"name",        "protocol",    "addre
                                             "max_session", "warn_before", "idle_timeout", "database",     "databases",
                                             "tls",         "ca_file",     "record_rows",  "host_key",     "allow_port_forwarding",
                                             "record_sftp_contents", "authorized_keys", "redact_params", "redact_params_for",
-                                            "pool_size",   "pool_idle"};
+                                            "pool_size",   "pool_idle",   "record_value_bytes", "record_copy"};
 constexpr std::string_view postgres_only_keys[] = {"database", "databases", "tls",          "ca_file",
                                                    "record_rows", "redact_params", "redact_params_for",
-                                                   "pool_size",   "pool_idle"};
+                                                   "pool_size",   "pool_idle",   "record_value_bytes", "record_copy"};
 constexpr std::string_view fallback_keys[] = {"name",        "trigger",        "accounts",        "targets", "max_session",
                                               "warn_before", "require_reason", "rotate_on_close", "notify"};
 
 // Value lists, in enumerator order.
 constexpr std::string_view protocol_names[] = {"postgres", "ssh"};
 constexpr std::string_view backend_tls_names[] = {"require", "prefer", "disable"};
+constexpr std::string_view record_copy_names[] = {"capped", "full"};
 constexpr std::string_view trigger_names[] = {"idp_unreachable", "declared"};
 constexpr std::string_view log_levels[] = {"trace", "debug", "info", "warn", "error"};
 constexpr std::string_view log_formats[] = {"text", "json"};
@@ -416,6 +417,16 @@ private:
             target.ca_file = t.read_path("ca_file", base_);
             if (auto v = t.read_integer("record_rows", -1, INT_MAX)) {
                 target.record_rows = static_cast<int>(*v);
+            }
+            if (auto v = t.read_integer("record_value_bytes", -1, INT_MAX)) {
+                if (*v >= 0 && *v < 1024) {
+                    t.error("record_value_bytes", "must be -1 (no cap) or at least 1024, got " + std::to_string(*v));
+                } else {
+                    target.record_value_bytes = static_cast<int>(*v);
+                }
+            }
+            if (auto v = t.read_choice("record_copy", record_copy_names)) {
+                target.record_copy = static_cast<RecordCopy>(*v);
             }
             assign(target.redact_params, t.read_bool("redact_params"));
             assign(target.redact_params_for, t.read_strings("redact_params_for"));

@@ -296,12 +296,20 @@ VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir) {
     auto path = dir.recordings_dir() / r.recording;
     std::ifstream in(path, std::ios::binary);
     if (!in) return {"broken", "recording " + path.string() + " cannot be read: " + std::strerror(errno)};
-    std::string bytes = read_all(in);
-    auto rec = session::read_recording(as_bytes(bytes), dir.recording_key());
-    const auto& rep = rec.report;
+    // Streamed: a recording of a bulk session (record_copy = "full") can be large.
+    session::RecordingReader reader(dir.recording_key());
+    std::vector<char> chunk(1 << 20);
+    while (in) {
+        in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+        const auto n = static_cast<std::size_t>(in.gcount());
+        if (n == 0) break;
+        reader.feed(as_bytes(std::string_view(chunk.data(), n)));
+    }
+    if (in.bad()) return {"broken", "recording " + path.string() + " cannot be read: " + std::strerror(errno)};
+    const auto rep = reader.finish();
     if (!rep.intact) return {"broken", rep.summary()};
-    if (rec.header.session_id != r.id) {
-        return {"broken", "recording belongs to session '" + rec.header.session_id + "', not '" + r.id + "'"};
+    if (reader.header().session_id != r.id) {
+        return {"broken", "recording belongs to session '" + reader.header().session_id + "', not '" + r.id + "'"};
     }
     if (r.sealed_events) {
         if (!rep.sealed || rep.events != *r.sealed_events || rep.final_chain_hex != r.sealed_chain_hash) {

@@ -54,6 +54,13 @@ bool safe_file_name(std::string_view id) {
     });
 }
 
+/// An event of `payload` bytes fits when the queue is empty (so an event larger than the bound still
+/// passes, alone) or when it stays within the bound. Caller holds f.mu.
+template <class File>
+bool fits(const File& f, std::size_t payload) {
+    return f.pending.empty() || f.pending.size() + frame_head + payload <= f.buffer_bytes;
+}
+
 void release_if_oversized(Bytes& b, std::size_t used) {
     if (b.capacity() > shrink_above && used * 4 < b.capacity()) Bytes().swap(b);
 }
@@ -430,9 +437,9 @@ bool RecordingHandle::append(EventKind kind, Direction direction, ByteView paylo
     {
         std::lock_guard lk(f.mu);
         if (f.failed || f.close_requested || f.done) return false;
-        const std::size_t size = frame_head + payload.size();
-        if (payload.size() > session::recording_max_payload || f.pending.size() + size > f.buffer_bytes) {
-            // The disk (or the writer) is not keeping up, or the event is larger than the bound: fail closed.
+        if (payload.size() > session::recording_max_payload || !fits(f, payload.size())) {
+            // The caller did not wait for room (has_room) or the event exceeds the format's bound: fail
+            // closed rather than grow without limit.
             f.failed = true;
             f.overflow = true;
             f.failure = "recording buffer full for " + f.path.string() + ": " + std::to_string(f.pending.size()) +
@@ -459,6 +466,11 @@ bool RecordingHandle::append(EventKind kind, Direction direction, ByteView paylo
     }
     if (wake) core_->request_wake();
     return accepted;
+}
+
+bool RecordingHandle::has_room(std::size_t payload_bytes) const {
+    std::lock_guard lk(file_->mu);
+    return file_->failed || file_->done || fits(*file_, payload_bytes);
 }
 
 bool RecordingHandle::failed() const {

@@ -1,7 +1,10 @@
 #include "session_scope.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "glassgate/protocols/crypto.hpp"
@@ -80,6 +83,19 @@ std::uint64_t SessionScope::t_us() const {
 bool SessionScope::record(session::EventKind kind, session::Direction dir, ByteView payload) {
     if (!rec_ || closed_) return false;
     return rec_->append(kind, dir, payload, t_us());
+}
+
+asio::awaitable<void> SessionScope::make_room(std::size_t payload_bytes) {
+    if (has_room(payload_bytes)) co_return;
+    // The writer takes the whole queue on each pass (early once it is a quarter full), so a short
+    // poll is enough; a waiting session costs one timer, and it holds its peers' data in the kernel.
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    auto wait = std::chrono::microseconds(200);
+    while (!has_room(payload_bytes)) {
+        timer.expires_after(wait);
+        (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        wait = std::min<std::chrono::microseconds>(wait * 2, std::chrono::milliseconds(5));
+    }
 }
 
 session::AuditEvent make_audit_event(const AuditSubject& who, std::string type, std::string outcome, std::string reason,

@@ -86,6 +86,11 @@ public:
     bool annotate(std::string_view text) {
         return record(session::EventKind::annotation, session::Direction::none, as_bytes(text));
     }
+    /// True when an event of `payload_bytes` can be recorded now without waiting.
+    [[nodiscard]] bool has_room(std::size_t payload_bytes) const { return !rec_ || rec_->has_room(payload_bytes); }
+    /// Back-pressure: returns once an event of `payload_bytes` fits in the recording buffer (or the
+    /// recording failed, which the next record() reports). The caller stops relaying meanwhile.
+    boost::asio::awaitable<void> make_room(std::size_t payload_bytes);
     /// Recording bytes not yet taken by the writer thread.
     [[nodiscard]] std::size_t buffered() const { return rec_ ? rec_->buffered_bytes() : 0; }
     [[nodiscard]] std::string recording_failure() const { return rec_ ? rec_->failure() : std::string(); }

@@ -90,6 +90,9 @@ std::string event_kind_name(EventKind kind) {
         case EventKind::sftp: return "sftp";
         case EventKind::pg_frontend: return "pg_frontend";
         case EventKind::pg_backend: return "pg_backend";
+        case EventKind::pg_large: return "pg_large";
+        case EventKind::pg_large_end: return "pg_large_end";
+        case EventKind::pg_copy: return "pg_copy";
     }
     static constexpr char digits[] = "0123456789abcdef";
     const auto v = static_cast<std::uint8_t>(kind);

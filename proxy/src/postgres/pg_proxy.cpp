@@ -9,7 +9,12 @@
 
 #include <openssl/ssl.h>
 
+#include <boost/json/serialize.hpp>
+
 #include <algorithm>
+#include <cerrno>
+#include <limits>
+#include <system_error>
 #include <cctype>
 #include <regex>
 #include <unordered_map>
@@ -34,34 +39,42 @@ using session::CloseReason;
 // ---------------------------------------------------------------------------------------------
 // CancelRegistry
 
-std::pair<std::int32_t, std::uint32_t> CancelRegistry::add(Target t) {
+std::uint32_t CancelRegistry::add(Target t) {
     std::lock_guard lk(mu_);
+    const auto pid = t.backend_pid;
     std::uint32_t key = 0;
-    auto r = crypto::random_bytes(4);
-    std::memcpy(&key, r.data(), 4);
-    // Pids are ours, not the backend's: sequential, positive, never reused while active.
-    do {
-        next_pid_ = next_pid_ >= 0x7FFF'FFF0 ? 1 : next_pid_ + 1;
-    } while (entries_.count(next_pid_));
-    entries_[next_pid_] = Entry{key, std::move(t)};
-    return {next_pid_, key};
+    for (bool taken = true; taken;) {
+        auto r = crypto::random_bytes(4);
+        std::memcpy(&key, r.data(), 4);
+        taken = false;
+        for (auto [it, end] = entries_.equal_range(pid); it != end; ++it) taken = taken || it->second.key == key;
+    }
+    entries_.emplace(pid, Entry{key, std::move(t)});
+    return key;
 }
 
-void CancelRegistry::remove(std::int32_t pid) {
+void CancelRegistry::remove(std::int32_t pid, std::uint32_t key) {
     std::lock_guard lk(mu_);
-    entries_.erase(pid);
+    for (auto [it, end] = entries_.equal_range(pid); it != end; ++it) {
+        if (it->second.key == key) {
+            entries_.erase(it);
+            return;
+        }
+    }
 }
 
 std::optional<CancelRegistry::Target> CancelRegistry::find(std::int32_t pid, std::uint32_t key) const {
     std::lock_guard lk(mu_);
-    auto it = entries_.find(pid);
-    if (it == entries_.end()) return std::nullopt;
-    std::uint32_t want = it->second.key;
-    if (!crypto::constant_time_equal(ByteView(reinterpret_cast<const std::byte*>(&want), 4),
-                                     ByteView(reinterpret_cast<const std::byte*>(&key), 4))) {
-        return std::nullopt;
+    std::optional<Target> found;
+    // Every entry of the pid is compared in constant time, so timing tells nothing about the key.
+    for (auto [it, end] = entries_.equal_range(pid); it != end; ++it) {
+        const std::uint32_t want = it->second.key;
+        if (crypto::constant_time_equal(ByteView(reinterpret_cast<const std::byte*>(&want), 4),
+                                        ByteView(reinterpret_cast<const std::byte*>(&key), 4))) {
+            found = it->second.target;
+        }
     }
-    return it->second.target;
+    return found;
 }
 
 std::set<int> CancelRegistry::backend_pids() const {
@@ -205,24 +218,6 @@ StartupOptions take_glassgate_options(const std::optional<std::string>& options)
     return out;
 }
 
-/// How far the whole messages at the front of buf[0, len) reach, and whether an invalid header follows
-/// them; `need` is set to the size the partial message after them announces (5 until its header is in).
-struct Extent {
-    std::size_t whole = 0;
-    bool bad = false;
-};
-Extent frame_extent(const Bytes& buf, std::size_t len, const pg::Limits& limits, std::size_t& need) {
-    Extent e;
-    for (;;) {
-        const auto f = pg::scan_message(ByteView(buf.data() + e.whole, len - e.whole), limits);
-        if (f.size == 0) {
-            e.bad = f.error;
-            need = f.need;
-            return e;
-        }
-        e.whole += f.size;
-    }
-}
 /// decode_message's reason for the invalid header at the front of `at` (off the hot path).
 std::string framing_error(ByteView at, const pg::Limits& limits) {
     const auto d = pg::decode_message(at, limits);
@@ -294,6 +289,10 @@ private:
     }
     /// Each pump's read buffer (grown only for a message larger than this).
     static constexpr std::size_t relay_buffer = 64 * 1024;
+    /// Messages above this size are relayed in pieces even when the recording keeps them whole.
+    static constexpr std::size_t stream_above = 1024 * 1024;
+    /// PostgreSQL's own bound for a message (1 GB - 1, PQ_LARGE_MESSAGE_LIMIT).
+    static constexpr std::size_t max_message = (std::size_t{1} << 30) - 1;
     /// Consecutive messages of one read are recorded as one event up to this size.
     static constexpr std::size_t record_batch = 256 * 1024;
     /// Writes up to this size try the socket at once, without a coroutine frame per layer.
@@ -302,7 +301,21 @@ private:
     // temporaries bound to by-value coroutine parameters twice (see http::fetch).
     asio::awaitable<void> fatal(const std::string& sqlstate, const std::string& message, const std::string& detail = {}) {
         auto msg = pg::error_response({pg::Severity::fatal, sqlstate, message, detail, {}});
-        co_await send(msg);
+        if (!co_await send_own(msg)) {
+            spdlog::warn("postgres {}: not sent to the client, which is in the middle of a relayed message: {}", peer_, message);
+        }
+    }
+    /// Sends a message of glassgate's own between relayed messages; false (nothing sent) while the
+    /// client holds part of a message relayed in pieces, or when the write fails.
+    asio::awaitable<bool> send_own(const Bytes& b) {
+        if (!client_lock_.try_lock()) co_await client_lock_.lock();
+        if (client_mid_message_) {
+            client_lock_.unlock();
+            co_return false;
+        }
+        auto ec = co_await client_.write(asio::buffer(b));
+        client_lock_.unlock();
+        co_return !ec;
     }
     /// Sends a buffer this coroutine owns (for fire-and-forget sends).
     asio::awaitable<void> send_owned(std::shared_ptr<Bytes> b) { co_await send(*b); }
@@ -311,9 +324,66 @@ private:
     asio::awaitable<void> handle_cancel(const pg::CancelRequest& c);
     asio::awaitable<std::optional<std::string>> read_password();
     asio::awaitable<void> relay(BackendSession& backend, const config::Target& target);
-    asio::awaitable<void> pump_client_to_backend(Conn& backend);
-    asio::awaitable<void> pump_backend_to_client(Conn& backend, int record_rows);
     asio::awaitable<void> watch(const config::Target& target, Conn& backend);
+
+    /// One direction of the relay: its read buffer, the message relayed in pieces, the COPY data.
+    struct Flow {
+        explicit Flow(bool client)
+            : from_client(client),
+              kind(client ? session::EventKind::pg_frontend : session::EventKind::pg_backend),
+              dir(client ? session::Direction::client_to_server : session::Direction::server_to_client) {}
+        const bool from_client;
+        const session::EventKind kind;
+        const session::Direction dir;
+        Bytes buf;
+        std::size_t len = 0;
+        std::size_t need = 0;  ///< size of the partial message at the front, once its header is in
+        /// A message larger than whole_max_: relayed and recorded piece by piece as it arrives.
+        struct Large {
+            bool active = false;
+            char type = 0;
+            std::size_t size = 0;  ///< the whole message on the wire
+            std::size_t done = 0;  ///< relayed so far
+            std::size_t keep = 0;  ///< bytes of it the recording gets
+            std::size_t kept = 0;
+            bool summarize = true; ///< pg_large_end at its end (false: a row beyond record_rows, left out)
+            bool redacted = false; ///< a Bind whose values are redacted: no bytes, no hash
+            bool copy = false;     ///< CopyData: its body counts for the COPY summary
+            crypto::Sha256 sha;
+        } large;
+        /// The CopyData messages since the last other message of this direction (one COPY).
+        struct Copy {
+            bool active = false;
+            std::uint64_t messages = 0;
+            std::uint64_t bytes = 0;     ///< payload bytes (message bodies)
+            std::uint64_t recorded = 0;  ///< messages recorded (whole, or up to the value cap)
+            crypto::Sha256 sha;          ///< of the payloads, in order: the COPY data as a file holds it
+        } copy;
+        long rows = 0;  ///< DataRows of the current statement (backend)
+    };
+    /// What the recording gets of one message (decide() also tracks the session state it shows).
+    struct Decision {
+        bool record = true;
+        std::optional<Bytes> replacement;  ///< recorded instead (redacted Bind)
+        std::string note;                  ///< an annotation: before the message, or instead of it
+        bool note_before = false;
+        const char* copy_end = nullptr;    ///< the COPY data before this message ended: "done", "fail", "error"
+        bool refuse = false;               ///< COPY BOTH: end the session
+        bool redacted = false;             ///< (large Bind) its values are redacted
+    };
+    asio::awaitable<void> pump(Flow& f, Conn& backend);
+    Decision decide(Flow& f, char type, ByteView msg, bool whole);
+    asio::awaitable<bool> flush_run(Flow& f, std::size_t& run, std::size_t upto);
+    asio::awaitable<bool> stream_large(Flow& f, ByteView chunk);
+    /// The pg_copy summary of f's COPY data (resets it).
+    std::string copy_summary(Flow& f, std::string_view end);
+    /// Records one event, waiting for room in the recording buffer first; false (the session is ended
+    /// with a FATAL to the client) when recording failed.
+    asio::awaitable<bool> put(session::EventKind kind, session::Direction dir, ByteView payload);
+    asio::awaitable<bool> note(const std::string& text) {
+        co_return co_await put(session::EventKind::annotation, session::Direction::none, as_bytes(text));
+    }
+    asio::awaitable<void> recording_failed();
 
     bool record(session::EventKind kind, session::Direction dir, ByteView payload) {
         if (!scope_.opened()) return true;
@@ -322,12 +392,6 @@ private:
         return false;
     }
     spdlog::logger& log() { return scope_.log(); }
-    /// Records buf[run, upto) as one event (nothing when empty) and moves `run` to `upto`.
-    bool record_run(session::EventKind kind, session::Direction dir, const Bytes& buf, std::size_t& run, std::size_t upto) {
-        const bool ok = upto == run || record(kind, dir, ByteView(buf.data() + run, upto - run));
-        run = upto;
-        return ok;
-    }
     bool annotate(const std::string& text) {
         return record(session::EventKind::annotation, session::Direction::none, as_bytes(text));
     }
@@ -402,6 +466,15 @@ private:
     char backend_status_ = 'I';                       ///< of the last ReadyForQuery
     bool backend_waiting_ = false;                    ///< the backend pump waits in a read
     bool backend_partial_ = false;                    ///< the backend pump holds part of a message
+    // The relay (see pump()).
+    Flow c2s_flow_{true};
+    Flow s2c_flow_{false};
+    int record_rows_ = 100;
+    bool record_copy_full_ = false;
+    std::size_t value_cap_ = 64 * 1024;   ///< the target's record_value_bytes (no cap: SIZE_MAX)
+    std::size_t whole_max_ = 64 * 1024;   ///< larger messages are relayed in pieces
+    bool client_mid_message_ = false;     ///< part of a message went to the client, the rest has not
+    bool backend_mid_message_ = false;    ///< the same towards the backend
 
     enum class Redaction { as_is, replaced, dropped };
     /// What the recording gets for a client message under the target's redaction rules; `out` holds
@@ -749,7 +822,9 @@ asio::awaitable<void> ClientSession::run() {
     } else {
         scope_.activate();
         backend_ = br.session->conn.get();
-        auto [pid, key] = svc_->cancels.add({br.session->endpoint, br.session->pid, br.session->key, scope_.id()});
+        // The client gets the backend's real pid (as without a proxy) and a key of glassgate's own.
+        const std::int32_t pid = br.session->pid;
+        const std::uint32_t key = svc_->cancels.add({br.session->endpoint, br.session->pid, br.session->key, scope_.id()});
         Bytes hello;
         if (!sent_auth_ok) {
             auto ok = pg::authentication_ok();
@@ -782,10 +857,10 @@ asio::awaitable<void> ClientSession::run() {
         });
         co_await relay(*br.session, *target);
         svc_->closers.remove(closer_id);
-        svc_->cancels.remove(pid);
+        svc_->cancels.remove(pid, key);
         backend_ = nullptr;
         if (keep_backend_ && !svc_->stopping) {
-            annotate("the backend connection is kept for a later session (reset with DISCARD ALL first)");
+            (void)co_await note("the backend connection is kept for a later session (reset with DISCARD ALL first)");
             auto kept = std::make_shared<BackendSession>(std::move(*br.session));
             asio::co_spawn(ex_, [svc = svc_, kept, key = std::move(pool_key), target]() -> asio::awaitable<void> {
                 const auto why = co_await reset_backend(*kept, 5s);
@@ -847,6 +922,11 @@ asio::awaitable<void> ClientSession::relay(BackendSession& backend, const config
     for (const auto& pattern : target.redact_params_for) {
         redact_for_.emplace_back(pattern, std::regex::ECMAScript | std::regex::icase | std::regex::optimize);
     }
+    record_rows_ = target.record_rows;
+    record_copy_full_ = target.record_copy == config::RecordCopy::full;
+    value_cap_ = target.record_value_bytes < 0 ? std::numeric_limits<std::size_t>::max()
+                                               : static_cast<std::size_t>(target.record_value_bytes);
+    whole_max_ = std::max<std::size_t>(5, std::min(value_cap_, stream_above));
     if (!backend.pending.empty()) {
         // The backend sent something right after ReadyForQuery (e.g. a notice): pass it on first,
         // once (a kept connection must not replay it to the next session).
@@ -854,219 +934,349 @@ asio::awaitable<void> ClientSession::relay(BackendSession& backend, const config
         Bytes().swap(backend.pending);
     }
     // Client bytes pipelined behind the password (still in buf_) are the client pump's first input.
-    co_await (pump_client_to_backend(*backend.conn) && pump_backend_to_client(*backend.conn, target.record_rows) &&
-              watch(target, *backend.conn));
+    c2s_flow_.buf.resize(std::max<std::size_t>(relay_buffer, len_));
+    if (len_ > 0) std::memcpy(c2s_flow_.buf.data(), buf_.data(), len_);
+    c2s_flow_.len = len_;
+    len_ = 0;
+    Bytes().swap(buf_);
+    s2c_flow_.buf.resize(relay_buffer);
+    co_await (pump(c2s_flow_, *backend.conn) && pump(s2c_flow_, *backend.conn) && watch(target, *backend.conn));
+    // What was cut off by the end of the session is said in the recording too.
+    for (Flow* f : {&c2s_flow_, &s2c_flow_}) {
+        if (f->large.active && (f->large.summarize || f->large.copy)) {
+            const auto j = boost::json::serialize(boost::json::object{
+                {"type", std::string(1, f->large.type)}, {"bytes", f->large.size}, {"relayed", f->large.done},
+                {"recorded", f->large.kept}, {"interrupted", true}});
+            if (!co_await put(session::EventKind::pg_large_end, f->dir, as_bytes(j))) break;
+        }
+        if (f->copy.active && !co_await put(session::EventKind::pg_copy, f->dir, as_bytes(copy_summary(*f, "interrupted")))) break;
+    }
 }
 
-// The pumps read as much as the socket has, walk the complete messages in place (recording each one),
-// forward them with one write, and keep a partial message at the front of the buffer. The buffer grows
-// to the size a partial message announces, never beyond the message cap (checked on the header, before
-// anything is allocated).
-asio::awaitable<void> ClientSession::pump_client_to_backend(Conn& backend) {
-    const pg::Limits limits;
-    Bytes buf(std::max<std::size_t>(relay_buffer, len_));
-    std::size_t len = 0;
-    if (len_ > 0) {
-        std::memcpy(buf.data(), buf_.data(), len_);
-        len = len_;
-        len_ = 0;
+std::string ClientSession::copy_summary(Flow& f, std::string_view end) {
+    const auto digest = f.copy.sha.finish();
+    boost::json::object j{{"direction", f.from_client ? "in" : "out"},
+                          {"messages", f.copy.messages},
+                          {"bytes", f.copy.bytes},
+                          {"recorded_messages", f.copy.recorded},
+                          {"sha256", to_hex(ByteView(digest.data(), digest.size()))},
+                          {"end", end}};
+    f.copy = {};
+    return boost::json::serialize(j);
+}
+
+asio::awaitable<bool> ClientSession::put(session::EventKind kind, session::Direction dir, ByteView payload) {
+    if (!scope_.opened()) co_return true;
+    // Back-pressure: while the recording writer is behind, this pump stops (its peer's data waits in
+    // the kernel); the session never ends for a full buffer.
+    if (!scope_.has_room(payload.size())) co_await scope_.make_room(payload.size());
+    if (scope_.record(kind, dir, payload)) co_return true;
+    co_await recording_failed();
+    co_return false;
+}
+
+asio::awaitable<void> ClientSession::recording_failed() {
+    if (ended_) co_return;
+    const std::string why = scope_.recording_failure();
+    log().error("recording failed, ending the session: {}", why);
+    const bool full = why.find(std::error_code(ENOSPC, std::generic_category()).message()) != std::string::npos ||
+                      why.find(std::error_code(EDQUOT, std::generic_category()).message()) != std::string::npos;
+    const std::string cause = why.substr(why.rfind(": ") == std::string::npos ? 0 : why.rfind(": ") + 2);
+    co_await fatal(full ? "53100" : "58030",
+                   full ? "glassgate: the recording storage is full, so this session is ended"
+                        : "glassgate: recording this session failed, so it is ended",
+                   "nothing is relayed unrecorded (" + cause + ")");
+    end(CloseReason::recording_failed, "recording failed: " + why);
+}
+
+ClientSession::Decision ClientSession::decide(Flow& f, char type, ByteView msg, bool whole) {
+    Decision d;
+    if (f.copy.active && type != 'd') d.copy_end = type == 'c' ? "done" : type == 'f' ? "fail" : "error";
+    if (type == 'd') {
+        if (!f.copy.active) f.copy.active = true;
+        ++f.copy.messages;
+        d.record = record_copy_full_ || record_rows_ < 0 || f.copy.messages <= static_cast<std::uint64_t>(record_rows_);
+        if (d.record) ++f.copy.recorded;
+        return d;
     }
-    Bytes().swap(buf_);
-    bool have_input = len > 0;
-    std::size_t need = 0;  // size of the partial message at the front, once its header is in
+    if (f.from_client) {
+        switch (type) {
+            case 'Q':
+            case 'F': ++outstanding_; break;
+            case 'S':
+                ++outstanding_;
+                extended_open_ = false;
+                break;
+            case 'P':
+            case 'B':
+            case 'E':
+            case 'D':
+            case 'C': extended_open_ = true; break;
+            default: break;
+        }
+        if (!redact_all_ && redact_for_.empty()) return d;
+        if (whole) {
+            Bytes replacement;
+            switch (redact(type, msg, replacement)) {
+                case Redaction::as_is: break;
+                case Redaction::replaced: d.replacement = std::move(replacement); break;
+                case Redaction::dropped:
+                    d.record = false;
+                    d.note = "a Bind message that could not be parsed was not recorded (redact_params)";
+                    break;
+            }
+            return d;
+        }
+        // Only the start of a large message is at hand: its names decide, and what cannot be read is
+        // treated as redacted (fail closed).
+        const ByteView body = msg.subspan(5);
+        auto cstring = [&](std::size_t from) -> std::optional<std::pair<std::string, std::size_t>> {
+            for (std::size_t i = from; i < body.size(); ++i) {
+                if (body[i] == std::byte{0}) return std::pair{std::string(as_chars(body.subspan(from, i - from))), i + 1};
+            }
+            return std::nullopt;
+        };
+        if (type == 'P' && !redact_for_.empty()) {
+            // Its text is too large to match here: its Binds are redacted.
+            if (auto name = cstring(0)) redacted_statements_[name->first] = true;
+            else redact_all_ = true;
+        } else if (type == 'B') {
+            bool redacted = redact_all_;
+            if (!redacted) {
+                auto portal = cstring(0);
+                auto stmt = portal ? cstring(portal->second) : std::nullopt;
+                auto it = stmt ? redacted_statements_.find(stmt->first) : redacted_statements_.end();
+                redacted = !stmt || (it != redacted_statements_.end() && it->second);
+            }
+            d.redacted = redacted;
+        }
+        return d;
+    }
+    switch (type) {
+        case 'D':
+            ++f.rows;
+            d.record = record_rows_ < 0 || f.rows <= record_rows_;
+            break;
+        case 'C':
+        case 'E':
+        case 'Z':
+        case 'I':
+        case 's':
+            if (type == 'Z') {
+                if (outstanding_ > 0) --outstanding_;
+                if (whole && msg.size() == 6) backend_status_ = static_cast<char>(msg[5]);
+            }
+            if (record_rows_ >= 0 && f.rows > record_rows_) {
+                d.note = std::to_string(f.rows - record_rows_) + " more row(s) not recorded (record_rows = " +
+                         std::to_string(record_rows_) + ")";
+                d.note_before = true;
+            }
+            f.rows = 0;
+            break;
+        case 'S':
+            if (whole && poolable_ && backend_session_) {
+                // A kept connection's parameters are what the next client is told at its start.
+                if (auto ps = pg::parse_parameter_status(msg.subspan(5))) apply_parameter_status(*backend_session_, std::move(*ps));
+            }
+            break;
+        case 'W': d.refuse = true; break;
+        default: break;
+    }
+    return d;
+}
+
+asio::awaitable<bool> ClientSession::flush_run(Flow& f, std::size_t& run, std::size_t upto) {
+    if (upto <= run) co_return true;
+    const ByteView slice(f.buf.data() + run, upto - run);
+    run = upto;
+    co_return co_await put(f.kind, f.dir, slice);
+}
+
+asio::awaitable<bool> ClientSession::stream_large(Flow& f, ByteView chunk) {
+    auto& l = f.large;
+    if (!l.redacted) l.sha.update(chunk);
+    if (l.copy) {
+        const std::size_t header_left = l.done < 5 ? 5 - l.done : 0;
+        if (chunk.size() > header_left) {
+            f.copy.sha.update(chunk.subspan(header_left));
+            f.copy.bytes += chunk.size() - header_left;
+        }
+    }
+    if (l.kept < l.keep) {
+        const std::size_t k = std::min(chunk.size(), l.keep - l.kept);
+        if (!co_await put(session::EventKind::pg_large, f.dir, chunk.first(k))) co_return false;
+        l.kept += k;
+    }
+    l.done += chunk.size();
+    if (l.done < l.size) co_return true;
+    l.active = false;
+    if (!l.summarize) co_return true;
+    boost::json::object j{{"type", std::string(1, l.type)}, {"bytes", l.size}, {"recorded", l.kept}};
+    if (l.redacted) {
+        j["redacted"] = true;  // no hash either: a hash of a short secret can be searched for
+    } else {
+        const auto digest = l.sha.finish();
+        j["sha256"] = to_hex(ByteView(digest.data(), digest.size()));
+    }
+    co_return co_await put(session::EventKind::pg_large_end, f.dir, as_bytes(boost::json::serialize(j)));
+}
+
+// A pump reads as much as its socket has, walks the messages in place and records them (consecutive
+// whole messages as one event), forwards what it walked with one write, and keeps a partial message
+// at the front of its buffer. A message larger than whole_max_ (the recording cap per message, at
+// most stream_above) is never buffered whole: it is forwarded and recorded piece by piece as it
+// arrives (pg_large events up to the cap, then pg_large_end with its size and SHA-256).
+asio::awaitable<void> ClientSession::pump(Flow& f, Conn& backend) {
+    pg::Limits limits;
+    limits.max_message = max_message;
+    Conn& from = f.from_client ? client_ : backend;
+    bool have_input = f.len > 0;
     while (!ended_) {
         if (!have_input) {
-            if (need > buf.size()) {
-                buf.resize(need);
-            } else if (len == buf.size()) {
-                buf.resize(std::min(buf.size() * 2, limits.max_message + 1));
-            }
-            auto [ec, n] = co_await client_.read_some(asio::buffer(buf.data() + len, buf.size() - len));
+            if (f.need > f.buf.size()) f.buf.resize(f.need);
+            if (!f.from_client) backend_waiting_ = true;
+            auto [ec, n] = co_await from.read_some(asio::buffer(f.buf.data() + f.len, f.buf.size() - f.len));
+            if (!f.from_client) backend_waiting_ = false;
             if (ec || n == 0) {
-                end(CloseReason::client_disconnect, ended_ ? std::string() : "client closed the connection");
+                if (f.from_client) {
+                    end(CloseReason::client_disconnect, ended_ ? std::string() : "client closed the connection");
+                } else if (!ended_) {
+                    co_await fatal("08006", "the database server closed the connection");
+                    end(CloseReason::backend_disconnect, "backend closed the connection");
+                }
                 co_return;
             }
-            len += n;
+            f.len += n;
             last_activity_ = std::chrono::steady_clock::now();
         }
         have_input = false;
-        // First the framing of everything read (an invalid header anywhere: nothing of it is recorded
-        // or forwarded), then each whole message recorded.
-        const auto [consumed, bad] = frame_extent(buf, len, limits, need);
-        if (bad) {
-            const std::string reason = framing_error(ByteView(buf.data() + consumed, len - consumed), limits);
-            log().warn("malformed message from the client: {}", reason);
-            co_await fatal("08P01", "invalid message: " + reason);
-            end(CloseReason::protocol_error, "malformed client message: " + reason);
-            co_return;
-        }
+        f.need = 0;
+
+        std::size_t at = 0;
+        std::size_t run = 0;                         // start of the whole messages not yet recorded
+        std::size_t forward = std::numeric_limits<std::size_t>::max();  // Terminate kept back
         bool terminate = false;
-        std::size_t forward = consumed;  // Terminate is not passed on when the backend is kept
-        // Runs of consecutive messages are recorded as one event (up to record_batch bytes); a
-        // redacted or dropped message ends a run.
-        const bool redacting = redact_all_ || !redact_for_.empty();
-        std::size_t run = 0;
-        auto flush_run = [&](std::size_t upto) {
-            return record_run(session::EventKind::pg_frontend, session::Direction::client_to_server, buf, run, upto);
-        };
-        for (std::size_t at = 0; at < consumed;) {
-            const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
-            switch (frame.type) {
-                case 'Q':
-                case 'F': ++outstanding_; break;
-                case 'S':
-                    ++outstanding_;
-                    extended_open_ = false;
-                    break;
-                case 'P':
-                case 'B':
-                case 'E':
-                case 'D':
-                case 'C': extended_open_ = true; break;
-                case 'X':
-                    if (!terminate && poolable_ && !ended_ && backend_at_rest()) {
-                        keep_backend_ = true;
-                        forward = at;
-                    }
-                    terminate = true;
-                    break;
-                default: break;
+        while (at < f.len && !terminate) {
+            if (f.large.active) {
+                const std::size_t n = std::min(f.large.size - f.large.done, f.len - at);
+                if (!co_await stream_large(f, ByteView(f.buf.data() + at, n))) co_return;
+                at += n;
+                run = at;
+                continue;
             }
-            if (at > run && at + frame.size - run > record_batch && !flush_run(at)) co_return;
-            if (redacting) {
-                Bytes replacement;
-                switch (redact(frame.type, ByteView(buf.data() + at, frame.size), replacement)) {
-                    case Redaction::as_is: break;
-                    case Redaction::replaced:
-                        if (!flush_run(at) ||
-                            !record(session::EventKind::pg_frontend, session::Direction::client_to_server, replacement)) {
-                            co_return;
-                        }
-                        run = at + frame.size;
-                        break;
-                    case Redaction::dropped:
-                        if (!flush_run(at) ||
-                            !annotate("a Bind message that could not be parsed was not recorded (redact_params)")) {
-                            co_return;
-                        }
-                        run = at + frame.size;
-                        break;
+            const auto frame = pg::scan_message(ByteView(f.buf.data() + at, f.len - at), limits);
+            if (frame.error) {
+                const std::string reason = framing_error(ByteView(f.buf.data() + at, f.len - at), limits);
+                if (f.from_client) {
+                    log().warn("malformed message from the client: {}", reason);
+                    co_await fatal("08P01", "invalid message: " + reason);
+                    end(CloseReason::protocol_error, "malformed client message: " + reason);
+                } else {
+                    log().error("malformed message from the backend: {}", reason);
+                    co_await fatal("08P01", "glassgate received an invalid message from the database server");
+                    end(CloseReason::protocol_error, "malformed backend message: " + reason);
                 }
+                co_return;
             }
-            at += frame.size;
+            const std::size_t size = frame.size ? frame.size : frame.need;
+            if (frame.size == 0 && (frame.need <= 5 || frame.need <= whole_max_)) {
+                f.need = frame.need;  // the rest of a header or of a message recorded whole
+                break;
+            }
+            const bool whole = size <= whole_max_;
+            const ByteView msg(f.buf.data() + at, std::min(size, f.len - at));
+            if (f.from_client && frame.type == 'X') {
+                if (poolable_ && !ended_ && backend_at_rest()) {
+                    keep_backend_ = true;
+                    forward = at;
+                }
+                terminate = true;
+            }
+            Decision d = decide(f, frame.type, msg, whole);
+            if (d.copy_end || d.refuse || !d.note.empty() || !whole || d.replacement || !d.record) {
+                if (!co_await flush_run(f, run, at)) co_return;
+            }
+            if (d.copy_end && !co_await put(session::EventKind::pg_copy, f.dir, as_bytes(copy_summary(f, d.copy_end)))) {
+                co_return;
+            }
+            if (d.refuse) {
+                log().warn("the backend started COPY BOTH (replication protocol); ending the session");
+                co_await fatal("0A000", "COPY BOTH (streaming replication) is not supported through glassgate");
+                end(CloseReason::protocol_error, "backend started COPY BOTH");
+                co_return;
+            }
+            if (!d.note.empty() && d.note_before && !co_await note(d.note)) co_return;
+            if (!whole) {
+                // Relayed and recorded piece by piece from here on.
+                auto& l = f.large;
+                l = {};
+                l.active = true;
+                l.type = frame.type;
+                l.size = size;
+                l.redacted = d.redacted;
+                l.copy = frame.type == 'd';
+                const bool full = l.copy && record_copy_full_;
+                l.keep = !d.record || d.redacted ? 0 : full ? size : std::min(size, value_cap_);
+                l.summarize = d.record || d.redacted;
+                continue;
+            }
+            if (frame.type == 'd') {
+                f.copy.sha.update(msg.subspan(5));
+                f.copy.bytes += size - 5;
+            }
+            if (d.replacement) {
+                if (!co_await put(f.kind, f.dir, *d.replacement)) co_return;
+                run = at + size;
+            } else if (!d.record) {
+                if (!d.note.empty() && !co_await note(d.note)) co_return;
+                run = at + size;
+            } else if (at > run && at + size - run > record_batch && !co_await flush_run(f, run, at)) {
+                co_return;
+            }
+            at += size;
         }
-        if (!flush_run(consumed)) co_return;
-        if (forward > 0) {
+        if (!co_await flush_run(f, run, at)) co_return;
+        const std::size_t consumed = at;
+        const std::size_t out = std::min(forward, consumed);
+        if (out > 0) {
+            Conn& to = f.from_client ? backend : client_;
+            AsyncLock& lock = f.from_client ? backend_lock_ : client_lock_;
             boost::system::error_code wec;
-            if (forward <= fast_write_max && backend_lock_.try_lock()) {
-                if (!backend.write_now(asio::const_buffer(buf.data(), forward), wec) && !wec) wec = co_await backend.flush();
-                backend_lock_.unlock();
-            } else {
-                wec = co_await write_backend(backend, asio::const_buffer(buf.data(), forward));
+            if (!lock.try_lock()) co_await lock.lock();
+            if (out > fast_write_max) {
+                wec = co_await to.write(asio::const_buffer(f.buf.data(), out));
+            } else if (!to.write_now(asio::const_buffer(f.buf.data(), out), wec) && !wec) {
+                wec = co_await to.flush();
             }
+            // Under the lock, so that a message of glassgate's own (send_own) is never slipped into a
+            // message relayed in pieces.
+            (f.from_client ? backend_mid_message_ : client_mid_message_) = f.large.active;
+            lock.unlock();
             if (wec) {
-                keep_backend_ = false;
-                end(CloseReason::backend_disconnect, "backend connection lost: " + wec.message());
+                if (f.from_client) {
+                    keep_backend_ = false;
+                    end(CloseReason::backend_disconnect, "backend connection lost: " + wec.message());
+                } else {
+                    end(CloseReason::client_disconnect, "client connection lost: " + wec.message());
+                }
                 co_return;
             }
         }
+        (f.from_client ? c2s_ : s2c_) += consumed;
         if (consumed > 0) {
-            c2s_ += consumed;
-            if (consumed < len) std::memmove(buf.data(), buf.data() + consumed, len - consumed);
-            len -= consumed;
+            if (consumed < f.len) std::memmove(f.buf.data(), f.buf.data() + consumed, f.len - consumed);
+            f.len -= consumed;
         }
+        if (!f.from_client) backend_partial_ = f.len > 0 || f.large.active;
         if (terminate) {
             end(CloseReason::client_disconnect, "client sent Terminate");
             co_return;
         }
-    }
-}
-
-asio::awaitable<void> ClientSession::pump_backend_to_client(Conn& backend, int record_rows) {
-    const pg::Limits limits;
-    Bytes buf(relay_buffer);
-    std::size_t len = 0;
-    std::size_t need = 0;
-    long rows = 0;
-    while (!ended_) {
-        if (need > buf.size()) {
-            buf.resize(need);
-        } else if (len == buf.size()) {
-            buf.resize(std::min(buf.size() * 2, limits.max_message + 1));
+        // A buffer grown for one large whole message goes back to its usual size.
+        if (f.buf.size() > relay_buffer && f.len <= relay_buffer && f.need <= relay_buffer) {
+            f.buf.resize(relay_buffer);
+            f.buf.shrink_to_fit();
         }
-        backend_waiting_ = true;
-        auto [ec, n] = co_await backend.read_some(asio::buffer(buf.data() + len, buf.size() - len));
-        backend_waiting_ = false;
-        if (ec || n == 0) {
-            if (!ended_) {
-                co_await fatal("08006", "the database server closed the connection");
-                end(CloseReason::backend_disconnect, "backend closed the connection");
-            }
-            co_return;
-        }
-        len += n;
-        last_activity_ = std::chrono::steady_clock::now();
-        const auto [consumed, bad] = frame_extent(buf, len, limits, need);
-        if (bad) {
-            const std::string reason = framing_error(ByteView(buf.data() + consumed, len - consumed), limits);
-            log().error("malformed message from the backend: {}", reason);
-            co_await fatal("08P01", "glassgate received an invalid message from the database server");
-            end(CloseReason::protocol_error, "malformed backend message: " + reason);
-            co_return;
-        }
-        // As in the other direction, runs of messages are one event; rows beyond record_rows end a run
-        // (they are left out), and so does the note about them.
-        std::size_t run = 0;
-        auto flush_run = [&](std::size_t upto) {
-            return record_run(session::EventKind::pg_backend, session::Direction::server_to_client, buf, run, upto);
-        };
-        for (std::size_t at = 0; at < consumed;) {
-            const auto frame = pg::scan_message(ByteView(buf.data() + at, consumed - at), limits);
-            if (at > run && at + frame.size - run > record_batch && !flush_run(at)) co_return;
-            if (frame.type == 'D') {
-                ++rows;
-                if (record_rows >= 0 && rows > record_rows) {
-                    if (!flush_run(at)) co_return;
-                    run = at + frame.size;
-                }
-            } else if (frame.type == 'C' || frame.type == 'E' || frame.type == 'Z' || frame.type == 'I' || frame.type == 's') {
-                if (frame.type == 'Z') {
-                    if (outstanding_ > 0) --outstanding_;
-                    if (frame.size == 6) backend_status_ = static_cast<char>(buf[at + 5]);
-                }
-                if (record_rows >= 0 && rows > record_rows) {
-                    if (!flush_run(at) || !annotate(std::to_string(rows - record_rows) + " more row(s) not recorded (record_rows = " +
-                                                    std::to_string(record_rows) + ")")) {
-                        co_return;
-                    }
-                }
-                rows = 0;
-            } else if (frame.type == 'S' && poolable_ && backend_session_) {
-                // A kept connection's parameters are what the next client is told at its start.
-                if (auto ps = pg::parse_parameter_status(ByteView(buf.data() + at + 5, frame.size - 5))) {
-                    apply_parameter_status(*backend_session_, std::move(*ps));
-                }
-            }
-            at += frame.size;
-        }
-        if (!flush_run(consumed)) co_return;
-        if (consumed > 0) {
-            boost::system::error_code wec;
-            if (consumed <= fast_write_max && client_lock_.try_lock()) {
-                if (!client_.write_now(asio::const_buffer(buf.data(), consumed), wec) && !wec) wec = co_await client_.flush();
-                client_lock_.unlock();
-            } else {
-                wec = co_await write_client(asio::const_buffer(buf.data(), consumed));
-            }
-            if (wec) {
-                end(CloseReason::client_disconnect, "client connection lost: " + wec.message());
-                co_return;
-            }
-            s2c_ += consumed;
-            if (consumed < len) std::memmove(buf.data(), buf.data() + consumed, len - consumed);
-            len -= consumed;
-        }
-        backend_partial_ = len > 0;
     }
 }
 
@@ -1096,24 +1306,32 @@ asio::awaitable<void> ClientSession::watch(const config::Target& target, Conn& b
         const auto now = steady::now();
         if (next_warning < warnings.size() && now >= warnings[next_warning].first) {
             const auto text = "glassgate: this session ends in " + warnings[next_warning].second + " (" + cap_source_ + ")";
-            ++next_warning;
-            annotate("time-cap warning sent: " + text);
             // Named, not a braced temporary inside co_await (GCC 12 destroys those twice: PR 101367).
             const auto notice = pg::notice_response({pg::Severity::warning, "01000", text, {}, {}});
-            co_await send(notice);
+            if (!co_await send_own(notice)) {
+                // The client is in the middle of a large message: try again in a moment.
+                if (ended_) co_return;
+                watchdog_.expires_after(20ms);
+                (void)co_await watchdog_.async_wait(use_tuple);
+                continue;
+            }
+            ++next_warning;
+            if (!co_await note("time-cap warning sent: " + text)) co_return;
             continue;
         }
         if (deadline && now >= *deadline) {
-            annotate("time cap reached: session ended");
+            if (!co_await note("time cap reached: session ended")) co_return;
             const std::string detail = cap_source_ + ": sessions of at most " + config::format_duration(*cap_);
             co_await fatal("57P01", "session time limit reached", detail);
             const auto x = pg::terminate();
-            (void)co_await write_backend(backend, asio::buffer(x));
+            if (!backend_lock_.try_lock()) co_await backend_lock_.lock();
+            if (!backend_mid_message_) (void)co_await backend.write(asio::buffer(x));
+            backend_lock_.unlock();
             end(CloseReason::time_cap, "session time limit (" + config::format_duration(*cap_) + ") reached");
             co_return;
         }
         if (target.idle_timeout && now >= last_activity_ + *target.idle_timeout) {
-            annotate("idle timeout: session ended");
+            if (!co_await note("idle timeout: session ended")) co_return;
             const std::string detail =
                 "target \"" + target.name + "\" closes sessions idle for " + config::format_duration(*target.idle_timeout);
             co_await fatal("57P01", "session idle for too long", detail);

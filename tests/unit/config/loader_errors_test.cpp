@@ -336,6 +336,29 @@ record_rows = 5
        "test.toml:16:15: target[1].record_rows: key 'record_rows' is not allowed for ssh targets (postgres only)\n");
 }
 
+TEST_CASE("record_value_bytes is -1 or at least 1024; record_copy is capped or full") {
+    const auto target = [](const std::string& lines) {
+        const auto text = std::string(R"([server]
+state_dir = "/var/lib/glassgate"
+
+[[target]]
+name = "db"
+protocol = "postgres"
+address = "h:5432"
+backend_user = "u"
+database = "d"
+)") + lines;
+        const auto r = load(text);
+        return issues_text(r);
+    };
+    CHECK(target("record_value_bytes = -1\nrecord_copy = \"capped\"\n").empty());
+    CHECK(target("record_value_bytes = 1024\n").empty());
+    CHECK(target("record_value_bytes = 100\n") ==
+          "test.toml:10:22: target[0].record_value_bytes: must be -1 (no cap) or at least 1024, got 100\n");
+    CHECK(target("record_value_bytes = -2\n").find("record_value_bytes") != std::string::npos);
+    CHECK(target("record_copy = \"some\"\n").find("record_copy") != std::string::npos);
+}
+
 TEST_CASE("host keys must look like '<type> <base64>'") {
     const auto target = [](const std::string& key) {
         return errors("[[target]]\nname = \"s\"\nprotocol = \"ssh\"\naddress = \"h:22\"\nbackend_user = \"u\"\n"

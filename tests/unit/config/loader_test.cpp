@@ -107,6 +107,8 @@ databases = ["app_archive", "app_reporting"]
 tls = "disable"
 ca_file = "/etc/ssl/db.pem"
 record_rows = -1
+record_value_bytes = 1048576
+record_copy = "full"
 redact_params = true
 redact_params_for = ["password", "^insert into secrets"]
 pool_size = 4
@@ -189,6 +191,8 @@ notify = ["http://hooks.local/a", "https://hooks.example.com/b"]
     CHECK(pg.tls == BackendTls::disable);
     CHECK(pg.ca_file == std::optional<fs::path>("/etc/ssl/db.pem"));
     CHECK(pg.record_rows == -1);
+    CHECK(pg.record_value_bytes == 1048576);
+    CHECK(pg.record_copy == RecordCopy::full);
     CHECK(pg.redact_params);
     CHECK(pg.redact_params_for == std::vector<std::string>{"password", "^insert into secrets"});
     CHECK(pg.pool_size == 4);
@@ -309,6 +313,8 @@ max_session = "4m"
     CHECK_FALSE(c.targets[2].warn_before.has_value());                 // no cap, no warning
     CHECK(c.targets[0].tls == BackendTls::prefer);
     CHECK(c.targets[0].record_rows == 100);
+    CHECK(c.targets[0].record_value_bytes == 65536);
+    CHECK(c.targets[0].record_copy == RecordCopy::capped);
     CHECK_FALSE(c.targets[0].redact_params);
     CHECK(c.targets[0].redact_params_for.empty());
     CHECK(c.targets[0].pool_size == 0);
@@ -406,7 +412,7 @@ TEST_CASE("the example configuration sets every key of the schema") {
         "protocol",       "address",       "backend_user",      "allow",
         "max_session",    "warn_before",   "idle_timeout",      "database",
         "databases",      "tls",           "record_rows",       "host_key",
-        "pool_size",      "pool_idle",
+        "pool_size",      "pool_idle",     "record_value_bytes", "record_copy",
         "trigger",        "accounts",      "targets",           "require_reason",
         "rotate_on_close", "notify",
     };

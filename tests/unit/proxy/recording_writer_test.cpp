@@ -23,6 +23,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <thread>
 #include <vector>
 
 using namespace gg;
@@ -367,6 +368,32 @@ TEST_CASE("a full buffer refuses the event, reports the failure once and still s
     fast_producer->set_on_failure([&](std::string) { late.set_value(); });
     CHECK(late.get_future().wait_for(5s) == std::future_status::ready);
     CHECK(fast_producer->close(6).ok);
+}
+
+TEST_CASE("has_room: a producer that waits for room is never refused, and an event larger than the bound passes alone") {
+    TempDir tmp;
+    RecordingService::Options o;
+    o.buffer_bytes = 4096;
+    RecordingService svc(tmp.path(), the_key, o);
+    auto h = svc.open(header("room"));
+    const Bytes big(20000, std::byte{'b'});
+    CHECK(h->has_room(big.size()));  // the queue is empty
+    REQUIRE(h->append(EventKind::term_output, Direction::server_to_client, big, 1));
+    CHECK_FALSE(h->has_room(10));    // over the bound until the writer takes it
+    // A producer far faster than the writer, waiting for room each time: nothing refused, all recorded.
+    const Bytes kib(1000, std::byte{'k'});
+    for (std::uint64_t i = 0; i < 2000; ++i) {
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (!h->has_room(kib.size()) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(100us);
+        REQUIRE(h->append(EventKind::term_output, Direction::server_to_client, kib, 2 + i));
+    }
+    CHECK_FALSE(h->failed());
+    const auto info = h->close(5000);
+    CHECK(info.ok);
+    const auto rec = session::read_recording(slurp(h->path()), the_key);
+    CHECK(rec.report.sealed);
+    CHECK(rec.events.size() == 2001);
+    CHECK(svc.stats().failures == 0);
 }
 
 TEST_CASE("a disk error fails that session only: callback fired, file readable, others sealed") {

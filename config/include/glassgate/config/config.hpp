@@ -75,6 +75,9 @@ struct AdminConfig {
 enum class Protocol { postgres, ssh };
 
 enum class BackendTls { require, prefer, disable };
+/// How much COPY data a PostgreSQL recording keeps: `capped` (up to record_rows CopyData messages per
+/// COPY, each within record_value_bytes) or `full`. Every COPY's size and SHA-256 are recorded either way.
+enum class RecordCopy { capped, full };
 
 struct Target {
     std::string name;
@@ -92,6 +95,9 @@ struct Target {
     BackendTls tls = BackendTls::prefer;
     std::optional<std::filesystem::path> ca_file;
     int record_rows = 100;                   ///< rows recorded per statement: 0 none, -1 all
+    int record_value_bytes = 64 * 1024;      ///< a message larger than this is recorded as its first bytes up to it,
+                                             ///< its size and SHA-256; -1: every message whole
+    RecordCopy record_copy = RecordCopy::capped;  ///< COPY data: up to record_rows messages per COPY, or all of it
     bool redact_params = false;              ///< record every Bind value as "<redacted: N bytes>"
     std::vector<std::string> redact_params_for;  ///< regular expressions (ECMAScript, case-insensitive) searched in
                                              ///< statement text: Bind values for matching statements are redacted

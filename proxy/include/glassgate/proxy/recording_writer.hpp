@@ -8,8 +8,11 @@
 //     -> fdatasync at most every sync_interval per file, and always at seal
 //
 // The hash chain and checkpoints are computed on the writer thread, so callers pay only a memcpy.
-// Fail closed: when a buffer is full or the file cannot be written, append() returns false from then
-// on and the on_failure callback fires once (from the writer thread); the session must end.
+// Back-pressure: a producer asks has_room() before it appends and waits (it stops reading its
+// peers) while the writer is behind; the buffer bound is never a reason to end a session.
+// Fail closed: when the file cannot be written (or a producer appends without room), append()
+// returns false from then on and the on_failure callback fires once (from the writer thread); the
+// session must end.
 // After a crash (kill -9, power loss) a file reads up to its last complete event, authenticated up
 // to its last checkpoint (at most about flush_interval behind), and shows as not sealed.
 
@@ -35,8 +38,9 @@ struct RecordingFile;
 struct RecordingOptions {
     /// Longest time an appended event waits in memory. Must be in (0, 200 ms].
     std::chrono::milliseconds flush_interval{200};
-    /// Bound on the event bytes queued per session (payload + 14 bytes per event). An event that does
-    /// not fit ends the session, so it also bounds the largest event. At least 4096.
+    /// Bound on the event bytes queued per session (payload + 14 bytes per event). Producers wait for
+    /// room (has_room) instead of exceeding it; an event larger than the bound is taken alone, when
+    /// the queue is empty (events are at most session::recording_max_payload). At least 4096.
     std::size_t buffer_bytes = 4u * 1024u * 1024u;
     /// Least time between two checkpoints of one file; 0 = a checkpoint after every flush that wrote
     /// events (the default: at most flush_interval of a crashed file is unauthenticated).
@@ -96,11 +100,15 @@ public:
     RecordingHandle& operator=(const RecordingHandle&) = delete;
 
     /// Queues one event (payload copied). Returns false, and from then on always false, if the event
-    /// does not fit in the buffer bound, the file has hit a write error, or the handle is closed: the
-    /// caller MUST end the session without forwarding the event. Never blocks on disk I/O.
+    /// does not fit (has_room was false: the caller did not wait), the file has hit a write error, or
+    /// the handle is closed: the caller MUST end the session without forwarding the event. Never
+    /// blocks on disk I/O.
     /// Throws std::invalid_argument for header/checkpoint/seal (reserved kinds) or an invalid direction.
     bool append(session::EventKind kind, session::Direction direction, ByteView payload, std::uint64_t t_us);
 
+    /// True when an event of `payload_bytes` can be appended now (or when appending is pointless:
+    /// failed or closed, so that a waiting producer stops waiting and learns it from append()).
+    [[nodiscard]] bool has_room(std::size_t payload_bytes) const;
     [[nodiscard]] bool failed() const;
     /// Why the recording failed, e.g. "write /var/rec/x.ggrec: No space left on device"; "" if it has not.
     [[nodiscard]] std::string failure() const;

@@ -64,6 +64,11 @@ enum class EventKind : std::uint8_t {
 
     pg_frontend = 0x40,  ///< whole PostgreSQL frontend messages as relayed (client_to_server)
     pg_backend = 0x41,   ///< whole PostgreSQL backend messages as relayed (server_to_client)
+    pg_large = 0x42,     ///< bytes of ONE message too large to record whole, in order (the first part starts
+                         ///< with its 5-byte header); direction says whose; ends with pg_large_end
+    pg_large_end = 0x43, ///< that message's end: JSON {"type","bytes","recorded","sha256"} (whole message)
+    pg_copy = 0x44,      ///< one COPY data stream's summary: JSON {"direction","messages","bytes",
+                         ///< "recorded_messages","sha256","end"}; sha256 over the CopyData payloads
 };
 
 enum class Direction : std::uint8_t { none = 0, client_to_server = 1, server_to_client = 2 };

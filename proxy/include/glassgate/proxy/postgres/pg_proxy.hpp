@@ -49,9 +49,12 @@ public:
         std::uint32_t backend_key = 0;
         std::string session_id;
     };
-    /// Registers a session and returns the (pid, key) to hand to the client.
-    std::pair<std::int32_t, std::uint32_t> add(Target t);
-    void remove(std::int32_t pid);
+    /// Registers a session and returns the key to hand to the client with the backend's own pid (so
+    /// that BackendKeyData, pg_backend_pid() and NOTIFY sender pids agree). Keys are random and unique
+    /// among the sessions sharing a pid (two servers may use the same pid).
+    std::uint32_t add(Target t);
+    /// Forgets the session registered under (pid, key).
+    void remove(std::int32_t pid, std::uint32_t key);
     /// The backend to cancel, if (pid, key) matches an active session.
     std::optional<Target> find(std::int32_t pid, std::uint32_t key) const;
     /// Backend pids of every active session (rotation spares them when ending lingering sessions).
@@ -63,8 +66,7 @@ private:
         Target target;
     };
     mutable std::mutex mu_;
-    std::map<std::int32_t, Entry> entries_;
-    std::int32_t next_pid_ = 0;
+    std::multimap<std::int32_t, Entry> entries_;  ///< by the backend's pid
 };
 
 struct Services {
