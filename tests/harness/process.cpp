@@ -703,6 +703,21 @@ bool any_alive(const std::vector<pid_t>& pids) {
     return alive;
 }
 
+long proc_status_kb(pid_t pid, std::string_view field) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    const std::string prefix = std::string(field) + ":";
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind(prefix, 0) == 0) {
+            try {
+                return std::stol(line.substr(prefix.size()));
+            } catch (const std::exception&) {
+                return -1;
+            }
+        }
+    }
+    return -1;
+}
+
 std::filesystem::path find_program(std::string_view program) {
     if (program.find('/') != std::string_view::npos) {
         return access(std::string(program).c_str(), X_OK) == 0 ? std::filesystem::path(program)

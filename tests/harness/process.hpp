@@ -123,6 +123,10 @@ bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds ti
 /// True when any pid of `pids` is a live (non-zombie) process.
 [[nodiscard]] bool any_alive(const std::vector<pid_t>& pids);
 
+/// A "kB" field of /proc/<pid>/status (e.g. "VmRSS", "VmHWM") in kB; -1 when the process or the field is
+/// absent. For memory bounds of a server under load (sample it from a thread while a client runs).
+[[nodiscard]] long proc_status_kb(pid_t pid, std::string_view field);
+
 /// Absolute path of `program` searched in PATH (or itself when it contains '/'); empty when not found.
 [[nodiscard]] std::filesystem::path find_program(std::string_view program);
 
