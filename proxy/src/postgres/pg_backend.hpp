@@ -15,7 +15,7 @@
 #include "glassgate/config/config.hpp"
 #include "glassgate/protocols/bytes.hpp"
 #include "glassgate/protocols/secret.hpp"
-#include "glassgate/proxy/metrics.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
 #include "pg_conn.hpp"
 
 namespace gg::proxy::postgres {

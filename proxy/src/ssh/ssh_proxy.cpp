@@ -28,12 +28,12 @@
 #include "glassgate/config/loader.hpp"
 #include "glassgate/protocols/ssh/decisions.hpp"
 #include "glassgate/protocols/ssh/sftp.hpp"
-#include "glassgate/proxy/breakglass.hpp"
-#include "glassgate/proxy/logging.hpp"
-#include "glassgate/proxy/secret_store.hpp"
-#include "glassgate/proxy/state_dir.hpp"
+#include "glassgate/proxy/breakglass/breakglass.hpp"
+#include "glassgate/proxy/ops/logging.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
 #include "glassgate/session/policy.hpp"
-#include "../session_scope.hpp"
+#include "../lifecycle/session_scope.hpp"
 
 // libssh 0.10 marks the message accessors for pty size and public keys deprecated in favour of
 // server callbacks, which cannot hold a request while the backend answers it. The accessors are

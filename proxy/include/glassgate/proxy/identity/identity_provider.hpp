@@ -29,8 +29,8 @@
 #include "glassgate/protocols/oidc/jwk.hpp"
 #include "glassgate/protocols/oidc/jwt.hpp"
 #include "glassgate/proxy/http/client.hpp"
-#include "glassgate/proxy/metrics.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy::identity {
 

@@ -23,13 +23,13 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "glassgate/config/config.hpp"
-#include "glassgate/proxy/breakglass.hpp"
+#include "glassgate/proxy/breakglass/breakglass.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
-#include "glassgate/proxy/metrics.hpp"
-#include "glassgate/proxy/recording_writer.hpp"
-#include "glassgate/proxy/secret_store.hpp"
-#include "glassgate/proxy/session_closers.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
+#include "glassgate/proxy/recording/recording_writer.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
+#include "glassgate/proxy/lifecycle/session_closers.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy::postgres {
 

@@ -22,10 +22,10 @@
 
 #include "glassgate/config/config.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
-#include "glassgate/proxy/metrics.hpp"
-#include "glassgate/proxy/recording_writer.hpp"
-#include "glassgate/proxy/session_closers.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
+#include "glassgate/proxy/recording/recording_writer.hpp"
+#include "glassgate/proxy/lifecycle/session_closers.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy::breakglass {
 class Service;

@@ -13,7 +13,7 @@
 
 #include "glassgate/config/config.hpp"
 #include "glassgate/protocols/secret.hpp"
-#include "glassgate/proxy/rotation.hpp"
+#include "glassgate/proxy/rotation/rotation.hpp"
 
 namespace gg::proxy::ssh {
 

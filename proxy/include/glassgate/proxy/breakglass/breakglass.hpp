@@ -22,10 +22,10 @@
 
 #include "glassgate/config/config.hpp"
 #include "glassgate/protocols/secret.hpp"
-#include "glassgate/proxy/alerts.hpp"
+#include "glassgate/proxy/ops/alerts.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
-#include "glassgate/proxy/metrics.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "glassgate/session/breakglass.hpp"
 
 namespace gg::proxy::breakglass {

@@ -25,10 +25,10 @@
 #include <optional>
 #include <string>
 
-#include "glassgate/proxy/logging.hpp"
-#include "glassgate/proxy/metrics.hpp"
-#include "glassgate/proxy/recording_writer.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/ops/logging.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
+#include "glassgate/proxy/recording/recording_writer.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "glassgate/session/recording.hpp"
 #include "glassgate/session/session.hpp"
 

@@ -18,10 +18,10 @@
 #include <openssl/opensslv.h>
 #include <sqlite3.h>
 
-#include "cli_internal.hpp"
+#include "internal.hpp"
 #include "glassgate/config/loader.hpp"
 #include "glassgate/protocols/secret.hpp"
-#include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
 #include "glassgate/session/pg_transcript.hpp"
 #include "glassgate/session/recording.hpp"
 

@@ -1,4 +1,4 @@
-#include "glassgate/proxy/logging.hpp"
+#include "glassgate/proxy/ops/logging.hpp"
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "glassgate/protocols/secret.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy {
 

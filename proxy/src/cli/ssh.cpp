@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "cli_internal.hpp"
+#include "internal.hpp"
 #include "glassgate/protocols/ssh/decisions.hpp"
 #include "glassgate/proxy/ssh/ssh_proxy.hpp"
 #include "glassgate/session/asciicast.hpp"

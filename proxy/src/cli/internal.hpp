@@ -6,9 +6,9 @@
 #include <string>
 
 #include "glassgate/config/config.hpp"
-#include "glassgate/proxy/cli.hpp"
-#include "glassgate/proxy/state_dir.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/cli/cli.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "glassgate/session/recording.hpp"
 
 namespace gg::proxy::cli {

@@ -15,7 +15,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/json/object.hpp>
 
-#include "glassgate/proxy/metrics.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
 #include "glassgate/session/session.hpp"
 
 namespace gg::proxy {

@@ -1,4 +1,4 @@
-#include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
 
 namespace gg::proxy {
 namespace {

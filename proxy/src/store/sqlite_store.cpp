@@ -13,7 +13,7 @@
 #include <thread>
 #include <utility>
 
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy {
 namespace {

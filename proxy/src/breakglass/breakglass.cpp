@@ -1,4 +1,4 @@
-#include "glassgate/proxy/breakglass.hpp"
+#include "glassgate/proxy/breakglass/breakglass.hpp"
 
 #include <sodium.h>
 
@@ -14,7 +14,7 @@
 
 #include "glassgate/config/loader.hpp"
 #include "glassgate/protocols/crypto.hpp"
-#include "glassgate/proxy/rotation.hpp"
+#include "glassgate/proxy/rotation/rotation.hpp"
 #include "glassgate/session/audit_chain.hpp"
 
 namespace gg::proxy::breakglass {

@@ -1,12 +1,12 @@
-#include "glassgate/proxy/cli.hpp"
+#include "glassgate/proxy/cli/cli.hpp"
 
 #include <algorithm>
 #include <functional>
 #include <iostream>
 
-#include "cli_internal.hpp"
+#include "internal.hpp"
 #include "glassgate/protocols/crypto.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy::cli {
 namespace {

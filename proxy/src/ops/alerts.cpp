@@ -1,4 +1,4 @@
-#include "glassgate/proxy/alerts.hpp"
+#include "glassgate/proxy/ops/alerts.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

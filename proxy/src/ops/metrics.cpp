@@ -1,4 +1,4 @@
-#include "glassgate/proxy/metrics.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
 
 #include <cmath>
 #include <cstdio>

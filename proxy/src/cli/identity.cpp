@@ -17,7 +17,7 @@
 #include <fstream>
 #include <iostream>
 
-#include "cli_internal.hpp"
+#include "internal.hpp"
 #include "glassgate/protocols/oidc/base64url.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/session/audit_chain.hpp"

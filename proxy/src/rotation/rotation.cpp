@@ -1,4 +1,4 @@
-#include "glassgate/proxy/rotation.hpp"
+#include "glassgate/proxy/rotation/rotation.hpp"
 
 #include <libpq-fe.h>
 
@@ -15,7 +15,7 @@
 
 #include "glassgate/protocols/crypto.hpp"
 #include "glassgate/protocols/oidc/base64url.hpp"
-#include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
 #include "glassgate/session/audit_chain.hpp"
 #include "glassgate/session/breakglass.hpp"
 

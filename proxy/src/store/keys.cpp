@@ -7,7 +7,7 @@
 #include <system_error>
 
 #include "glassgate/protocols/crypto.hpp"
-#include "glassgate/proxy/state_dir.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
 
 namespace gg::proxy {
 namespace {

@@ -6,10 +6,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "cli_internal.hpp"
+#include "internal.hpp"
 #include "glassgate/config/loader.hpp"
-#include "glassgate/proxy/breakglass.hpp"
-#include "glassgate/proxy/rotation.hpp"
+#include "glassgate/proxy/breakglass/breakglass.hpp"
+#include "glassgate/proxy/rotation/rotation.hpp"
 #include "glassgate/session/audit_chain.hpp"
 
 namespace gg::proxy::cli {

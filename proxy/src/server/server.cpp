@@ -1,4 +1,4 @@
-#include "glassgate/proxy/server.hpp"
+#include "glassgate/proxy/server/server.hpp"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -12,20 +12,20 @@
 
 #include <thread>
 
-#include "cli_internal.hpp"
+#include "../cli/internal.hpp"
 #include "glassgate/config/loader.hpp"
-#include "glassgate/proxy/alerts.hpp"
-#include "glassgate/proxy/breakglass.hpp"
+#include "glassgate/proxy/ops/alerts.hpp"
+#include "glassgate/proxy/breakglass/breakglass.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
-#include "glassgate/proxy/logging.hpp"
-#include "glassgate/proxy/metrics.hpp"
+#include "glassgate/proxy/ops/logging.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
 #include "glassgate/proxy/postgres/pg_proxy.hpp"
-#include "glassgate/proxy/recording_writer.hpp"
-#include "glassgate/proxy/rotation.hpp"
+#include "glassgate/proxy/recording/recording_writer.hpp"
+#include "glassgate/proxy/rotation/rotation.hpp"
 #include "glassgate/proxy/ssh/ssh_proxy.hpp"
 #include "glassgate/proxy/ssh/ssh_rotator.hpp"
-#include "glassgate/proxy/state_dir.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy {
 namespace asio = boost::asio;
