@@ -176,11 +176,6 @@ RuleMatch match_rule(const std::vector<RuleSpec>& rules, const Mode& mode, std::
     return {std::nullopt, armed ? NoMatch::target_not_allowed : NoMatch::not_armed};
 }
 
-std::chrono::milliseconds session_cap(std::chrono::milliseconds rule_max,
-                                      std::optional<std::chrono::milliseconds> target_max) noexcept {
-    return target_max ? std::min(rule_max, *target_max) : rule_max;
-}
-
 std::optional<std::string> clean_reason(std::string_view raw) {
     while (!raw.empty() && std::isspace(static_cast<unsigned char>(raw.front()))) raw.remove_prefix(1);
     while (!raw.empty() && std::isspace(static_cast<unsigned char>(raw.back()))) raw.remove_suffix(1);

@@ -1,5 +1,7 @@
 #include "glassgate/proxy/breakglass/breakglass.hpp"
 
+#include "glassgate/session/time_cap.hpp"
+
 #include <sodium.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -376,8 +378,11 @@ Decision Service::authenticate_blocking(const Attempt& a, session::TimePoint now
     g.protocol = a.protocol;
     g.rule_index = *m.rule;
     g.rule_name = rule.name;
-    g.max_session = bg::session_cap(rule.max_session, target ? target->max_session : std::nullopt);
-    g.warn_before = rule.warn_before < g.max_session ? rule.warn_before : g.max_session / 2;
+    // The rule's cap, never above the target's (session/time_cap.hpp decides, for both protocols).
+    const auto limits = session::breakglass_limits({.cap = target ? target->max_session : std::nullopt},
+                                                   rule.max_session, rule.warn_before);
+    g.max_session = *limits.cap;
+    g.warn_before = limits.warn_before;
     g.rotate_on_close = rule.rotate_on_close;
     g.notify = rule.notify;
     d.outcome = Outcome::granted;

@@ -98,10 +98,7 @@ TEST_CASE("mode: declarations expire; JSON round trip; reason text") {
     CHECK_FALSE(declaration_from_json("not json").has_value());
 }
 
-TEST_CASE("session_cap and clean_reason") {
-    CHECK(session_cap(30min, std::nullopt) == 30min);
-    CHECK(session_cap(30min, std::optional<std::chrono::milliseconds>(10min)) == 10min);
-    CHECK(session_cap(5min, std::optional<std::chrono::milliseconds>(8h)) == 5min);
+TEST_CASE("clean_reason") {
     CHECK(clean_reason("  INC-1 ") == std::optional<std::string>("INC-1"));
     CHECK_FALSE(clean_reason("").has_value());
     CHECK_FALSE(clean_reason("   ").has_value());

@@ -95,10 +95,6 @@ struct RuleMatch {
 RuleMatch match_rule(const std::vector<RuleSpec>& rules, const Mode& mode, std::string_view account,
                      std::string_view target) noexcept;
 
-/// The session deadline: the rule's cap, capped by the target's.
-std::chrono::milliseconds session_cap(std::chrono::milliseconds rule_max,
-                                      std::optional<std::chrono::milliseconds> target_max) noexcept;
-
 /// Reason text as stated by the user: trimmed; at most 200 bytes; control characters refused.
 /// std::nullopt if unusable (then a rule with require_reason refuses).
 std::optional<std::string> clean_reason(std::string_view raw);
