@@ -20,9 +20,9 @@
 #include <sstream>
 #include <thread>
 
-#include "glassgate/proxy/secret_store.hpp"
-#include "glassgate/proxy/state_dir.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "harness/files.hpp"
 #include "harness/idp_peer.hpp"
 #include "harness/net.hpp"

@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "glassgate/proxy/identity/identity_provider.hpp"
-#include "glassgate/proxy/state_dir.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "harness/files.hpp"
 #include "harness/idp_peer.hpp"
 #include "harness/jwt.hpp"

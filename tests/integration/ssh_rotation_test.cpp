@@ -16,12 +16,12 @@
 #include <thread>
 
 #include "glassgate/config/config.hpp"
-#include "glassgate/proxy/metrics.hpp"
-#include "glassgate/proxy/rotation.hpp"
-#include "glassgate/proxy/secret_store.hpp"
+#include "glassgate/proxy/ops/metrics.hpp"
+#include "glassgate/proxy/rotation/rotation.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
 #include "glassgate/proxy/ssh/ssh_rotator.hpp"
-#include "glassgate/proxy/state_dir.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "harness/files.hpp"
 #include "harness/process.hpp"
 #include "harness/sshd_peer.hpp"

@@ -18,12 +18,12 @@
 #include <thread>
 
 #include "glassgate/config/loader.hpp"
-#include "glassgate/proxy/alerts.hpp"
-#include "glassgate/proxy/breakglass.hpp"
-#include "glassgate/proxy/cli.hpp"
-#include "glassgate/proxy/rotation.hpp"
-#include "glassgate/proxy/state_dir.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/ops/alerts.hpp"
+#include "glassgate/proxy/breakglass/breakglass.hpp"
+#include "glassgate/proxy/cli/cli.hpp"
+#include "glassgate/proxy/rotation/rotation.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "temp_dir.hpp"
 
 using namespace gg;

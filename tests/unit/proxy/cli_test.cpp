@@ -14,11 +14,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "glassgate/proxy/cli.hpp"
-#include "glassgate/proxy/recording_writer.hpp"
-#include "glassgate/proxy/secret_store.hpp"
-#include "glassgate/proxy/state_dir.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/cli/cli.hpp"
+#include "glassgate/proxy/recording/recording_writer.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "glassgate/session/recording.hpp"
 #include "temp_dir.hpp"
 

@@ -1,4 +1,4 @@
-#include "glassgate/proxy/recording_writer.hpp"
+#include "glassgate/proxy/recording/recording_writer.hpp"
 
 #include "temp_dir.hpp"
 

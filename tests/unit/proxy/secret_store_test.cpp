@@ -4,8 +4,8 @@
 
 #include <fstream>
 
-#include "glassgate/proxy/secret_store.hpp"
-#include "glassgate/proxy/state_dir.hpp"
+#include "glassgate/proxy/store/secret_store.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
 #include "temp_dir.hpp"
 
 using namespace gg;

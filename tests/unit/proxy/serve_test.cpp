@@ -15,8 +15,8 @@
 #include <fstream>
 #include <thread>
 
-#include "glassgate/proxy/state_dir.hpp"
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "temp_dir.hpp"
 
 extern char** environ;

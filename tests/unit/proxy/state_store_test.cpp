@@ -6,7 +6,7 @@
 #include <atomic>
 #include <thread>
 
-#include "glassgate/proxy/state_store.hpp"
+#include "glassgate/proxy/store/state_store.hpp"
 #include "temp_dir.hpp"
 
 using namespace gg;
