@@ -14,6 +14,8 @@
 #include <unordered_map>
 
 #include "glassgate/config/loader.hpp"
+
+#include "glassgate/protocols/text.hpp"
 #include "toml_reader.hpp"
 
 namespace gg::config {
@@ -102,32 +104,6 @@ std::string pattern_problem(std::string_view pattern) {
         }
     }
     return {};
-}
-
-/// '*' matches any run of characters (also empty), '?' exactly one.
-bool glob_match(std::string_view pattern, std::string_view text) noexcept {
-    std::size_t p = 0;
-    std::size_t t = 0;
-    std::size_t star = std::string_view::npos;
-    std::size_t star_text = 0;
-    while (t < text.size()) {
-        if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
-            ++p;
-            ++t;
-        } else if (p < pattern.size() && pattern[p] == '*') {
-            star = p++;
-            star_text = t;
-        } else if (star != std::string_view::npos) {
-            p = star + 1;
-            t = ++star_text;
-        } else {
-            return false;
-        }
-    }
-    while (p < pattern.size() && pattern[p] == '*') {
-        ++p;
-    }
-    return p == pattern.size();
 }
 
 /// "http://..." or "https://..." with something after the scheme and no whitespace.

@@ -30,22 +30,6 @@ crypto::Digest hash_of(const crypto::Digest& prev, std::string_view body) {
 
 }  // namespace
 
-std::string format_utc(TimePoint t) {
-    const auto us = t.time_since_epoch().count();
-    std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
-    long frac = static_cast<long>(us % 1'000'000);
-    if (frac < 0) {
-        frac += 1'000'000;
-        --secs;
-    }
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-    return buf;
-}
-
 AuditLine make_audit_line(const AuditEvent& ev, std::uint64_t seq, const crypto::Digest& prev, ByteView audit_key) {
     boost::json::object o;
     o["time"] = format_utc(ev.time);

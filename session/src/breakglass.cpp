@@ -47,32 +47,6 @@ int b32_value(char c) noexcept {
     return -1;
 }
 
-std::string hex(ByteView b) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (auto x : b) {
-        out += digits[std::to_integer<unsigned>(x) >> 4];
-        out += digits[std::to_integer<unsigned>(x) & 15];
-    }
-    return out;
-}
-
-std::optional<Bytes> unhex(std::string_view s) {
-    if (s.size() % 2) return std::nullopt;
-    Bytes out;
-    auto nib = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    for (std::size_t i = 0; i < s.size(); i += 2) {
-        int h = nib(s[i]), l = nib(s[i + 1]);
-        if (h < 0 || l < 0) return std::nullopt;
-        out.push_back(static_cast<std::byte>(h * 16 + l));
-    }
-    return out;
-}
 
 }  // namespace
 
@@ -119,27 +93,6 @@ Mode make_mode(bool idp_unreachable, const std::optional<Declaration>& stored, T
     m.idp_unreachable = idp_unreachable;
     if (stored && stored->active(now)) m.declaration = stored;
     return m;
-}
-
-bool glob_match(std::string_view pattern, std::string_view name) noexcept {
-    // Iterative matcher with one backtrack point for the last '*': linear in practice, no recursion.
-    std::size_t p = 0, n = 0, star = std::string_view::npos, mark = 0;
-    while (n < name.size()) {
-        if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == name[n])) {
-            ++p;
-            ++n;
-        } else if (p < pattern.size() && pattern[p] == '*') {
-            star = p++;
-            mark = n;
-        } else if (star != std::string_view::npos) {
-            p = star + 1;
-            n = ++mark;
-        } else {
-            return false;
-        }
-    }
-    while (p < pattern.size() && pattern[p] == '*') ++p;
-    return p == pattern.size();
 }
 
 bool is_breakglass_account(const std::vector<RuleSpec>& rules, std::string_view account) noexcept {
@@ -462,9 +415,9 @@ std::optional<Bytes> combine(const std::vector<Share>& shares) {
 }
 
 std::string format_share(const Share& s) {
-    std::string body = "gg1-" + std::to_string(s.threshold) + "-" + std::to_string(s.x) + "-" + hex(s.y);
+    std::string body = "gg1-" + std::to_string(s.threshold) + "-" + std::to_string(s.x) + "-" + to_hex(s.y);
     auto d = crypto::sha256(as_bytes(body));
-    return body + "-" + hex(ByteView(d).first(2));
+    return body + "-" + to_hex(ByteView(d).first(2));
 }
 
 std::optional<Share> parse_share(std::string_view text) {
@@ -474,7 +427,7 @@ std::optional<Share> parse_share(std::string_view text) {
     if (text.substr(0, 4) != "gg1-" || last == std::string_view::npos || last < 4) return std::nullopt;
     const auto body = text.substr(0, last);
     auto d = crypto::sha256(as_bytes(body));
-    auto check = unhex(text.substr(last + 1));
+    auto check = from_hex(text.substr(last + 1));
     if (!check || check->size() != 2 || !crypto::constant_time_equal(*check, ByteView(d).first(2))) return std::nullopt;
     std::vector<std::string_view> parts;
     std::string_view rest = body.substr(4);
@@ -495,7 +448,7 @@ std::optional<Share> parse_share(std::string_view text) {
         return v;
     };
     const int k = num(parts[0]), x = num(parts[1]);
-    auto y = unhex(parts[2]);
+    auto y = from_hex(parts[2]);
     if (k < 2 || k > 255 || x < 1 || x > 255 || !y || y->empty()) return std::nullopt;
     return Share{static_cast<std::uint8_t>(k), static_cast<std::uint8_t>(x), std::move(*y)};
 }

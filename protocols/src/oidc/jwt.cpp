@@ -57,7 +57,7 @@ DateClaim date_claim(const json::object& claims, std::string_view name) {
 }
 
 VerifyResult verify_impl(std::string_view token, const KeySet& keys, const VerifyOptions& options,
-                         Clock::time_point now, SignatureCache* cache) {
+                         Clock::time_point now, SignatureMemo* cache) {
     // 1. Size first: nothing is decoded or allocated for an oversized input.
     if (token.size() > options.max_token_bytes) {
         return fail(VerifyError::token_too_large, "token of " + std::to_string(token.size()) +
@@ -318,26 +318,18 @@ SignatureCache::Entry SignatureCache::digest(std::string_view kid, std::string_v
 
 bool SignatureCache::contains(std::string_view kid, std::string_view alg, std::string_view signing_input,
                               std::string_view signature) const {
-    const auto e = digest(kid, alg, signing_input, signature);
-    std::lock_guard lk(mu_);
-    return entries_.contains(e);
+    return entries_.contains(digest(kid, alg, signing_input, signature));
 }
 
 void SignatureCache::insert(std::string_view kid, std::string_view alg, std::string_view signing_input,
                             std::string_view signature) {
     const auto e = digest(kid, alg, signing_input, signature);
-    std::lock_guard lk(mu_);
     if (entries_.size() >= capacity_) entries_.clear();
     entries_.insert(e);
 }
 
-std::size_t SignatureCache::size() const {
-    std::lock_guard lk(mu_);
-    return entries_.size();
-}
-
 VerifyResult verify_jwt(std::string_view token, const KeySet& keys, const VerifyOptions& options,
-                        Clock::time_point now, SignatureCache* cache) {
+                        Clock::time_point now, SignatureMemo* cache) {
     try {
         return verify_impl(token, keys, options, now, cache);
     } catch (const std::exception&) {

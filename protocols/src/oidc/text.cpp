@@ -23,18 +23,4 @@ std::string printable(std::string_view text, std::size_t max) {
     return out;
 }
 
-std::string format_utc(std::chrono::system_clock::time_point t) {
-    using namespace std::chrono;
-    const auto secs = floor<seconds>(t);
-    const auto days = floor<std::chrono::days>(secs);
-    const year_month_day ymd{days};
-    const hh_mm_ss<seconds> hms{secs - days};
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
-                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                  static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                  static_cast<int>(hms.seconds().count()));
-    return buf;
-}
-
 }  // namespace gg::oidc

@@ -1,6 +1,7 @@
 #include "glassgate/protocols/ssh/decisions.hpp"
 
-#include <fnmatch.h>
+#include "glassgate/protocols/text.hpp"
+
 
 #include <algorithm>
 #include <cctype>
@@ -44,9 +45,7 @@ LoginParse parse_login(std::string_view user) {
 }
 
 bool env_allowed(const std::vector<std::string>& globs, std::string_view name) {
-    const std::string n(name);
-    return std::any_of(globs.begin(), globs.end(),
-                       [&](const std::string& g) { return ::fnmatch(g.c_str(), n.c_str(), 0) == 0; });
+    return std::any_of(globs.begin(), globs.end(), [&](const std::string& g) { return glob_match(g, name); });
 }
 
 std::optional<PublicKeyLine> parse_public_key_line(std::string_view line) {

@@ -35,14 +35,6 @@ void ensure_sodium() {
 
 constexpr std::string_view declaration_key = "declaration";
 
-void append_audit(StateStore& store, session::AuditEvent ev) {
-    try {
-        store.append_audit(ev);
-    } catch (const std::exception& e) {
-        spdlog::error("breakglass: cannot write audit event {}: {}", ev.type, e.what());
-    }
-}
-
 }  // namespace
 
 // --- hashing -----------------------------------------------------------------------------------
@@ -122,7 +114,7 @@ Staged stage_account(StateStore& store, const std::string& account, const std::s
         details["revoked_generation"] = out.previous->generation;
         details["previous_state"] = bg::to_string(out.previous->state);
     }
-    append_audit(store, {.time = now, .type = "breakglass.stage", .session_id = {}, .identity = account, .target = {},
+    append_audit_logged(store, {.time = now, .type = "breakglass.stage", .session_id = {}, .identity = account, .target = {},
                          .source = by, .outcome = "ok",
                          .reason = out.previous ? "re-staged: the previous passphrase is revoked" : "staged",
                          .details = details});
@@ -139,7 +131,7 @@ void declare_emergency(StateStore& store, const bg::Declaration& d) {
     store.put(emergency_namespace, declaration_key, boost::json::serialize(bg::to_json(d)));
     boost::json::object details;
     if (d.until) details["until"] = session::format_utc(*d.until);
-    append_audit(store, {.time = d.declared_at, .type = "emergency.declare", .session_id = {}, .identity = d.declared_by,
+    append_audit_logged(store, {.time = d.declared_at, .type = "emergency.declare", .session_id = {}, .identity = d.declared_by,
                          .target = {}, .source = {}, .outcome = "ok", .reason = d.reason, .details = details});
 }
 
@@ -148,7 +140,7 @@ bool end_emergency(StateStore& store, const std::string& by, session::TimePoint 
     if (!prev) return false;
     if (!store.compare_and_set(emergency_namespace, declaration_key, prev, std::nullopt)) return false;
     auto d = bg::declaration_from_json(*prev);
-    append_audit(store, {.time = now, .type = "emergency.end", .session_id = {}, .identity = by, .target = {},
+    append_audit_logged(store, {.time = now, .type = "emergency.end", .session_id = {}, .identity = by, .target = {},
                          .source = {}, .outcome = "ok", .reason = d ? d->reason : std::string(), .details = {}});
     return true;
 }
@@ -227,7 +219,7 @@ void Service::audit(const std::string& type, const std::string& outcome, const A
     details["protocol"] = a.protocol;
     details["auth"] = "breakglass";
     if (!a.reason.empty()) details["stated_reason"] = a.reason;
-    append_audit(store_, {.time = now_tp(), .type = type, .session_id = a.session_id, .identity = a.account,
+    append_audit_logged(store_, {.time = now_tp(), .type = type, .session_id = a.session_id, .identity = a.account,
                           .target = a.target, .source = a.source, .outcome = outcome, .reason = reason,
                           .details = std::move(details)});
 }
@@ -477,7 +469,7 @@ void Service::observe_mode(const bg::Mode& m) {
     if (first && !em) return;  // starting in normal mode is not an event
     const std::string event = em ? "emergency.entered" : "emergency.left";
     const std::string why = em ? m.reason() : std::string("normal operation");
-    append_audit(store_, {.time = now_tp(), .type = event, .session_id = {}, .identity = {}, .target = {}, .source = {},
+    append_audit_logged(store_, {.time = now_tp(), .type = event, .session_id = {}, .identity = {}, .target = {}, .source = {},
                           .outcome = "ok", .reason = why, .details = {}});
     Attempt none;
     alert(all_notify_urls(), event, none, why, m);

@@ -261,7 +261,7 @@ void IdentityProvider::install_keys(oidc::KeySet keys, std::string json, SysCloc
     {
         std::lock_guard lk(mu_);
         keys_ = std::make_shared<const oidc::KeySet>(std::move(keys));
-        sig_cache_ = std::make_shared<oidc::SignatureCache>();
+        sig_cache_ = std::make_shared<LockedSignatureCache>();
         jwks_fetched_at_ = fetched;
     }
     if (!persist) return;
@@ -298,18 +298,14 @@ void IdentityProvider::record_transition(const std::optional<oidc::Transition>& 
     } else {
         spdlog::warn("identity: IdP {} is now {} (was {}; {}: {})", cfg_.issuer, to, from, source, t->evidence);
     }
-    try {
-        session::AuditEvent ev;
-        ev.time = to_tp(t->at);
-        ev.type = "idp.health";
-        ev.target = cfg_.issuer;
-        ev.outcome = std::string(to);
-        ev.reason = t->evidence;
-        ev.details = {{"from", from}, {"to", to}, {"source", source}};
-        store_.append_audit(ev);
-    } catch (const StoreError& e) {
-        spdlog::error("identity: cannot write the audit event for the IdP state change: {}", e.what());
-    }
+    session::AuditEvent ev;
+    ev.time = to_tp(t->at);
+    ev.type = "idp.health";
+    ev.target = cfg_.issuer;
+    ev.outcome = std::string(to);
+    ev.reason = t->evidence;
+    ev.details = {{"from", from}, {"to", to}, {"source", source}};
+    append_audit_logged(store_, ev);
 }
 
 void IdentityProvider::update_gauges() {
@@ -359,7 +355,7 @@ asio::awaitable<bool> IdentityProvider::refresh_for_unknown_kid() {
 
 asio::awaitable<oidc::VerifyResult> IdentityProvider::verify_token(std::string token, std::string_view method) {
     std::shared_ptr<const oidc::KeySet> keys;
-    std::shared_ptr<oidc::SignatureCache> cache;
+    std::shared_ptr<LockedSignatureCache> cache;
     auto current = [&] {
         std::lock_guard lk(mu_);
         keys = keys_;

@@ -124,14 +124,6 @@ void save_logged(StateStore& store, const session::SessionRecord& record, spdlog
     }
 }
 
-/// Appends `ev`; a store failure is logged, never thrown.
-void append_logged(StateStore& store, const session::AuditEvent& ev) {
-    try {
-        store.append_audit(ev);
-    } catch (const std::exception& e) {
-        spdlog::error("cannot write audit event {}: {}", ev.type, e.what());
-    }
-}
 
 }  // namespace
 
@@ -143,17 +135,17 @@ void SessionScope::activate() {
 
 void write_audit(StateStore& store, const AuditSubject& who, std::string type, std::string outcome, std::string reason,
                  boost::json::object details) {
-    append_logged(store, make_audit_event(who, std::move(type), std::move(outcome), std::move(reason), std::move(details)));
+    append_audit_logged(store, make_audit_event(who, std::move(type), std::move(outcome), std::move(reason), std::move(details)));
 }
 
 void SessionScope::audit(std::string type, std::string outcome, std::string reason, boost::json::object details) {
     auto ev = make_audit_event({session_ ? session_->id() : std::string(), identity_, target_, peer_}, std::move(type),
                                std::move(outcome), std::move(reason), std::move(details));
     if (queued_->load() == 0) {
-        append_logged(deps_.store, ev);  // nothing of this session waits: in order as it is
+        append_audit_logged(deps_.store, ev);  // nothing of this session waits: in order as it is
         return;
     }
-    write_later([&store = deps_.store, ev = std::move(ev)] { append_logged(store, ev); });
+    write_later([&store = deps_.store, ev = std::move(ev)] { append_audit_logged(store, ev); });
 }
 
 void SessionScope::write_later(std::function<void()> job) {
@@ -177,7 +169,7 @@ void save_with_audit(StateStore& store, const session::SessionRecord& record, co
         log.error("cannot update the sessions index and audit log together: {}", e.what());
     }
     save_logged(store, record, &log);
-    append_logged(store, ev);
+    append_audit_logged(store, ev);
 }
 
 /// The end of a session on the blocking pool: seal the recording, then the index row and session.end

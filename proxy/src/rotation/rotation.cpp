@@ -358,13 +358,9 @@ void Worker::run_job(const std::string& target_name) {
         }
     }
     auto audit = [&](const std::string& type, const std::string& outcome, const std::string& reason, json::object details) {
-        try {
-            store_.append_audit({.time = now_tp(), .type = type, .session_id = job->session, .identity = job->account,
-                                 .target = target_name, .source = {}, .outcome = outcome, .reason = reason,
-                                 .details = std::move(details)});
-        } catch (const std::exception& e) {
-            spdlog::error("rotation: cannot write audit event {}: {}", type, e.what());
-        }
+        append_audit_logged(store_, {.time = now_tp(), .type = type, .session_id = job->session, .identity = job->account,
+                                     .target = target_name, .source = {}, .outcome = outcome, .reason = reason,
+                                     .details = std::move(details)});
     };
     auto alert = [&](const std::string& event, const std::string& reason, json::object extra) {
         if (!notifier_) return;

@@ -24,6 +24,7 @@
 
 #include "glassgate/protocols/bytes.hpp"
 #include "glassgate/protocols/crypto.hpp"
+#include "glassgate/protocols/text.hpp"
 #include "glassgate/session/session.hpp"
 
 namespace gg::session {
@@ -49,8 +50,8 @@ struct AuditLine {
 /// Formats `ev` as chain entry number `seq` following `prev`.
 AuditLine make_audit_line(const AuditEvent& ev, std::uint64_t seq, const crypto::Digest& prev, ByteView audit_key);
 
-/// "2026-11-23T19:04:35.123456Z"
-std::string format_utc(TimePoint t);
+/// "2026-11-23T19:04:35.123456Z": session times (audit, index, CLI) carry microseconds.
+inline std::string format_utc(TimePoint t) { return gg::format_utc(t, UtcDigits::microseconds); }
 
 /// Checks a sequence of lines in order. Feed every line; the first problem is kept.
 class AuditVerifier {

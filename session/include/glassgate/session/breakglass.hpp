@@ -23,6 +23,7 @@
 #include <boost/json/object.hpp>
 
 #include "glassgate/protocols/bytes.hpp"
+#include "glassgate/protocols/text.hpp"
 #include "glassgate/session/session.hpp"
 
 namespace gg::session::breakglass {
@@ -72,8 +73,8 @@ struct RuleSpec {
     std::vector<std::string> targets;  ///< names or globs: '*' any run of characters, '?' one character
 };
 
-/// Shell-style glob over the whole name ('*', '?'; every other character literal).
-bool glob_match(std::string_view pattern, std::string_view name) noexcept;
+/// Rule targets are globs matched with gg::glob_match (glassgate/protocols/text.hpp).
+using gg::glob_match;
 
 /// True if any rule (armed or not) names `account`: such a login is a break-glass attempt.
 bool is_breakglass_account(const std::vector<RuleSpec>& rules, std::string_view account) noexcept;

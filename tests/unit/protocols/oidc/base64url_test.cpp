@@ -70,11 +70,4 @@ TEST_CASE("printable escapes and truncates") {
     CHECK(printable("abcdef", 3) == "abc...");
 }
 
-TEST_CASE("format_utc") {
-    using namespace std::chrono;
-    CHECK(format_utc(system_clock::time_point(seconds(0))) == "1970-01-01T00:00:00Z");
-    CHECK(format_utc(system_clock::time_point(seconds(1795428000))) == "2026-11-23T10:00:00Z");
-    CHECK(format_utc(system_clock::time_point(milliseconds(1795428000999))) == "2026-11-23T10:00:00Z");
-}
-
 TEST_SUITE_END();

@@ -13,7 +13,6 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -87,21 +86,32 @@ struct VerifyResult {
 /// reconnects with the same token) costs a SHA-256 instead of a public-key operation. Only
 /// successes are remembered, under a digest of (kid, alg, signing input, signature); every other
 /// check (claims, exp, nbf, ...) still runs on every use. Use one cache per KeySet and drop it with
-/// the set: a new JWKS starts empty. Thread-safe; at most `capacity` entries (emptied when full).
-class SignatureCache {
+/// the set: a new JWKS starts empty. At most `capacity` entries (emptied when full).
+/// verify_jwt asks this interface; SignatureCache is the plain data structure (not thread-safe:
+/// protocols/ has no locks), and a caller shared by threads wraps it in a locked one of its own.
+class SignatureMemo {
+public:
+    virtual ~SignatureMemo() = default;
+    [[nodiscard]] virtual bool contains(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                                        std::string_view signature) const = 0;
+    virtual void insert(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                        std::string_view signature) = 0;
+};
+
+class SignatureCache final : public SignatureMemo {
 public:
     explicit SignatureCache(std::size_t capacity = 4096) : capacity_(capacity) {}
     [[nodiscard]] bool contains(std::string_view kid, std::string_view alg, std::string_view signing_input,
-                                std::string_view signature) const;
-    void insert(std::string_view kid, std::string_view alg, std::string_view signing_input, std::string_view signature);
-    [[nodiscard]] std::size_t size() const;
+                                std::string_view signature) const override;
+    void insert(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                std::string_view signature) override;
+    [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
 private:
     using Entry = std::array<unsigned char, 32>;
     static Entry digest(std::string_view kid, std::string_view alg, std::string_view signing_input,
                         std::string_view signature);
-    const std::size_t capacity_;
-    mutable std::mutex mu_;
+    std::size_t capacity_;
     std::set<Entry> entries_;
 };
 
@@ -110,7 +120,7 @@ private:
 /// client_id, and a token with several audiences must carry `azp`. With `cache` (built for this
 /// `keys`), a signature found there is not verified again, and one that verifies is added.
 [[nodiscard]] VerifyResult verify_jwt(std::string_view token, const KeySet& keys, const VerifyOptions& options,
-                                      std::chrono::system_clock::time_point now, SignatureCache* cache = nullptr);
+                                      std::chrono::system_clock::time_point now, SignatureMemo* cache = nullptr);
 
 /// Short, generic text for the client ("invalid token", "token expired"): tells an attacker nothing
 /// about keys, issuers or audiences.

@@ -8,13 +8,15 @@
 #include <string>
 #include <string_view>
 
+#include "glassgate/protocols/text.hpp"
+
 namespace gg::oidc {
 
 /// Copies at most `max` bytes of `text`; printable ASCII stays as is, anything else (control bytes,
 /// bytes >= 0x7F, '"' and '\\') becomes \xNN. When input was cut, "..." is appended.
 [[nodiscard]] std::string printable(std::string_view text, std::size_t max = 64);
 
-/// UTC time as RFC 3339 with second precision, e.g. "2026-11-23T10:00:00Z".
-[[nodiscard]] std::string format_utc(std::chrono::system_clock::time_point t);
+/// UTC times: gg::format_utc (glassgate/protocols/text.hpp).
+using gg::format_utc;
 
 }  // namespace gg::oidc

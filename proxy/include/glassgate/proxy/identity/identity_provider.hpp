@@ -128,7 +128,25 @@ private:
 
     mutable std::mutex mu_;
     std::shared_ptr<const oidc::KeySet> keys_;
-    std::shared_ptr<oidc::SignatureCache> sig_cache_;  ///< signatures verified with keys_ (replaced with it)
+    /// oidc::SignatureCache shared by the io threads: the lock lives here, protocols/ has none.
+    class LockedSignatureCache final : public oidc::SignatureMemo {
+    public:
+        bool contains(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                      std::string_view signature) const override {
+            std::lock_guard lk(mu_);
+            return cache_.contains(kid, alg, signing_input, signature);
+        }
+        void insert(std::string_view kid, std::string_view alg, std::string_view signing_input,
+                    std::string_view signature) override {
+            std::lock_guard lk(mu_);
+            cache_.insert(kid, alg, signing_input, signature);
+        }
+
+    private:
+        mutable std::mutex mu_;
+        oidc::SignatureCache cache_;
+    };
+    std::shared_ptr<LockedSignatureCache> sig_cache_;  ///< signatures verified with keys_ (replaced with it)
     std::optional<oidc::Discovery> discovery_;
     std::optional<std::chrono::system_clock::time_point> jwks_fetched_at_;
     oidc::HealthMonitor monitor_;

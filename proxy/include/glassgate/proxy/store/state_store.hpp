@@ -65,6 +65,11 @@ public:
     virtual std::vector<std::string> audit_lines(std::uint64_t from_seq, std::size_t limit) = 0;
 };
 
+/// Appends one audit event; a store failure is logged (naming the event) and returns false, never
+/// throws: describing what happened must not break what is happening. The one "log and continue"
+/// audit write of the proxy; callers that must not lose an event check the result.
+bool append_audit_logged(StateStore& store, const session::AuditEvent& ev) noexcept;
+
 /// Opens (creating if needed) the embedded SQLite store at `file`. `audit_key` MACs the audit chain.
 std::unique_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file, Bytes audit_key);
 
