@@ -15,29 +15,6 @@
 namespace gg::proxy::cli {
 namespace bg = session::breakglass;
 
-namespace {
-
-session::TimePoint now() {
-    return std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
-}
-
-int parse_count(const std::string& v, const char* what) {
-    try {
-        std::size_t used = 0;
-        int n = std::stoi(v, &used);
-        if (used == v.size()) return n;
-    } catch (const std::exception&) {
-    }
-    throw UsageError(std::string("--") + what + " must be a number");
-}
-
-std::string fmt_time(const std::optional<session::TimePoint>& t) {
-    if (!t) return "-";
-    return session::format_utc(*t).substr(0, 19) + "Z";
-}
-
-}  // namespace
-
 int cmd_breakglass_stage(const Args& args, Io& io) {
     auto cfg = load_config_or_throw(args, io);
     const std::string account = args.positional.at(0);

@@ -18,6 +18,7 @@
 #include <iostream>
 
 #include "internal.hpp"
+#include "glassgate/proxy/io/unique_fd.hpp"
 #include "glassgate/protocols/oidc/base64url.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/session/audit_chain.hpp"
@@ -63,10 +64,10 @@ void write_cache(const std::filesystem::path& file, const std::string& token) {
     ::chmod(file.parent_path().c_str(), 0700);
     auto tmp = file;
     tmp += ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) throw OperationalError("cannot write " + tmp.string() + ": " + std::strerror(errno));
-    bool ok = ::write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size());
-    ::close(fd);
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) throw OperationalError("cannot write " + tmp.string() + ": " + std::strerror(errno));
+    bool ok = ::write(fd.get(), token.data(), token.size()) == static_cast<ssize_t>(token.size());
+    ok = fd.close() == 0 && ok;
     if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
         throw OperationalError("cannot write " + file.string() + ": " + std::strerror(errno));
     }

@@ -3,7 +3,9 @@
 
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "glassgate/config/config.hpp"
 #include "glassgate/proxy/cli/cli.hpp"
@@ -42,6 +44,15 @@ int replay_terminal(const session::DecodedRecording& rec, const Args& args, Io& 
 
 /// The current user for audit events from CLI commands ("cli:root").
 std::string cli_actor();
+/// Now, as session times are kept (microseconds).
+session::TimePoint now();
+/// A time for a terminal: "2026-11-23T19:04:35Z"; "-" for none.
+std::string fmt_time(session::TimePoint t);
+std::string fmt_time(const std::optional<session::TimePoint>& t);
+/// The rest of a stream.
+std::string read_stream(std::istream& in);
+/// A whole number option value ("--shares 5"); UsageError naming the option otherwise.
+int parse_count(std::string_view value, const char* option);
 
 int cmd_version(const Args&, Io&);
 int cmd_config_check(const Args&, Io&);

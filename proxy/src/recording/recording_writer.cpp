@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "glassgate/protocols/crypto.hpp"
+#include "glassgate/proxy/io/unique_fd.hpp"
 
 namespace gg::proxy {
 
@@ -109,7 +110,7 @@ struct RecordingCore {
     std::filesystem::path dir;
     Bytes key;
     RecordingOptions opts;
-    int dir_fd = -1;
+    UniqueFd dir_fd;
 
     std::mutex mu;
     std::condition_variable cv;
@@ -127,7 +128,6 @@ struct RecordingCore {
 
     ~RecordingCore() {
         if (!key.empty()) crypto::cleanse(key.data(), key.size());
-        if (dir_fd >= 0) ::close(dir_fd);
     }
 
     void request_wake() {
@@ -289,7 +289,7 @@ struct RecordingCore {
             lk.unlock();
 
             // New directory entries must survive a crash too, else a whole recording could vanish.
-            if (sync_dir && ::fsync(dir_fd) == 0) syncs.fetch_add(1, std::memory_order_relaxed);
+            if (sync_dir && ::fsync(dir_fd.get()) == 0) syncs.fetch_add(1, std::memory_order_relaxed);
             const auto now = Clock::now();
             for (auto& f : snapshot) {
                 try {
@@ -334,8 +334,8 @@ RecordingService::RecordingService(std::filesystem::path dir, std::vector<std::b
         std::filesystem::permissions(core_->dir, std::filesystem::perms::owner_all, ec);
     }
     if (ec) throw std::system_error(ec, "create recordings directory " + core_->dir.string());
-    core_->dir_fd = ::open(core_->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (core_->dir_fd < 0) {
+    core_->dir_fd.reset(::open(core_->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!core_->dir_fd) {
         const int err = errno;
         throw std::system_error(err, std::generic_category(), "open recordings directory " + core_->dir.string());
     }
@@ -365,30 +365,30 @@ std::shared_ptr<RecordingHandle> RecordingService::open(const session::Recording
                                 "create recording " + path.string() + ": session id is not a safe file name");
     }
     // O_EXCL: never reuse or follow anything already there (a planted symlink or an old recording).
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
+    if (!fd) {
         const int err = errno;
         throw std::system_error(err, std::generic_category(), "create recording " + path.string());
     }
+    // Until the writer owns it, a failure removes the file (only our own, just created, incomplete).
+    struct Discard {
+        const std::filesystem::path& path;
+        bool keep = false;
+        ~Discard() {
+            if (!keep) ::unlink(path.c_str());
+        }
+    } discard{path};
 
     session::RecordingEncoder encoder(core_->key, header);
-    Bytes start;
-    try {
-        start = encoder.begin();
-    } catch (...) {
-        ::close(fd);
-        ::unlink(path.c_str());
-        throw;
-    }
+    const Bytes start = encoder.begin();
     // Written now, so a session is refused when its recording cannot even start.
-    if (const int err = write_all(fd, start); err != 0) {
-        ::close(fd);
-        ::unlink(path.c_str());  // only our own, just-created, incomplete file
+    if (const int err = write_all(fd.get(), start); err != 0) {
         throw std::system_error(err, std::generic_category(), "write recording " + path.string());
     }
     core_->bytes_written.fetch_add(start.size(), std::memory_order_relaxed);
+    discard.keep = true;
 
-    auto file = std::make_shared<detail::RecordingFile>(path, core_->opts.buffer_bytes, fd, std::move(encoder));
+    auto file = std::make_shared<detail::RecordingFile>(path, core_->opts.buffer_bytes, fd.release(), std::move(encoder));
     file->unsynced = true;
     {
         std::lock_guard lk(core_->mu);

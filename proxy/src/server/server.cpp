@@ -12,7 +12,7 @@
 
 #include <thread>
 
-#include "../cli/internal.hpp"
+#include "glassgate/proxy/store/state_dir.hpp"
 #include "glassgate/config/loader.hpp"
 #include "glassgate/proxy/ops/alerts.hpp"
 #include "glassgate/proxy/breakglass/breakglass.hpp"
@@ -488,24 +488,4 @@ void Server::stop() {
     asio::post(impl_->control, [this] { impl_->shutdown(); });
 }
 
-namespace cli {
-
-int cmd_serve(const Args& args, Io& io) {
-    auto cfg = load_config_or_throw(args, io);
-    auto fmt = logging::format_from_string(args.get("log-format").value_or(cfg.log.format));
-    if (!fmt) throw UsageError("--log-format must be text or json");
-    auto level = logging::level_from_string(args.get("log-level").value_or(cfg.log.level));
-    if (!level) throw UsageError("--log-level must be trace, debug, info, warn or error");
-    logging::init(*level, *fmt);
-    try {
-        Server server(cfg);
-        return server.run();
-    } catch (const OperationalError& e) {
-        spdlog::error("{}", e.what());
-        spdlog::default_logger()->flush();
-        return exit_failure;
-    }
-}
-
-}  // namespace cli
 }  // namespace gg::proxy

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "glassgate/proxy/io/unique_fd.hpp"
 #include "glassgate/protocols/crypto.hpp"
 #include "glassgate/proxy/store/state_dir.hpp"
 
@@ -48,34 +49,30 @@ Bytes read_key_file(const std::filesystem::path& p, int fd) {
 
 Bytes load_or_create_master_key(const std::filesystem::path& p) {
     for (int attempt = 0; attempt < 50; ++attempt) {
-        int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd >= 0) {
+        UniqueFd existing(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (existing) {
             struct stat st {};
-            ::fstat(fd, &st);
+            ::fstat(existing.get(), &st);
             if (st.st_size == 0) {  // another process is creating it right now
-                ::close(fd);
+                existing.reset();
                 ::usleep(20000);
                 continue;
             }
-            try {
-                auto k = read_key_file(p, fd);
-                ::close(fd);
-                return k;
-            } catch (...) {
-                ::close(fd);
-                throw;
-            }
+            return read_key_file(p, existing.get());
         }
         if (errno != ENOENT) throw OperationalError("cannot open " + p.string() + ": " + errno_text(errno));
         // Create under a temporary name, fsync, then link into place: a crash never leaves a short key.
         auto tmp = p;
         tmp += ".tmp." + std::to_string(::getpid());
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) throw OperationalError("cannot create " + tmp.string() + ": " + errno_text(errno));
+        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+        if (!fd) throw OperationalError("cannot create " + tmp.string() + ": " + errno_text(errno));
         Bytes key = crypto::random_bytes(master_key_size);
-        bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
+        bool ok = ::write(fd.get(), key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd.get()) == 0;
         int err = errno;
-        ::close(fd);
+        if (const int cerr = fd.close(); ok && cerr != 0) {
+            ok = false;
+            err = cerr;
+        }
         if (!ok) {
             ::unlink(tmp.c_str());
             throw OperationalError("cannot write " + tmp.string() + ": " + errno_text(err));

@@ -1,27 +1,16 @@
-// Implementations of the CLI commands other than `serve` (server.cpp).
+// `sessions list`, `sessions show`, `audit`, `replay`, `verify`: what security reads afterwards.
 
-#include <pwd.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cstdlib>
-#include <ctime>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
-#include <iostream>
-#include <iterator>
 #include <sstream>
 
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <libssh/libssh.h>
-#include <openssl/opensslv.h>
-#include <sqlite3.h>
 
 #include "internal.hpp"
 #include "glassgate/config/loader.hpp"
-#include "glassgate/protocols/secret.hpp"
-#include "glassgate/proxy/store/secret_store.hpp"
 #include "glassgate/session/pg_transcript.hpp"
 #include "glassgate/session/recording.hpp"
 
@@ -29,11 +18,6 @@ namespace gg::proxy::cli {
 namespace {
 
 using session::SessionRecord;
-
-std::string fmt_time(session::TimePoint t) {
-    auto s = session::format_utc(t);  // 2026-11-23T19:04:35.123456Z
-    return s.substr(0, 19) + "Z";
-}
 
 std::string fmt_duration(std::chrono::microseconds d) {
     auto secs = d.count() / 1'000'000;
@@ -48,10 +32,6 @@ std::string fmt_duration(std::chrono::microseconds d) {
         std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(secs));
     }
     return buf;
-}
-
-session::TimePoint now() {
-    return std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
 }
 
 /// "2026-11-23", "2026-11-23T10:00", "2026-11-23T10:00:00Z", or an age like "2h".
@@ -95,8 +75,6 @@ void for_each_audit_line(StateStore& store, F&& f) {
     }
 }
 
-std::string read_all(std::istream& in) { return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}; }
-
 std::string session_line(const SessionRecord& r) {
     std::ostringstream os;
     auto end = r.ended.value_or(now());
@@ -109,117 +87,6 @@ std::string session_line(const SessionRecord& r) {
 }
 
 }  // namespace
-
-std::string cli_actor() {
-    const passwd* pw = ::getpwuid(::geteuid());
-    return std::string("cli:") + (pw ? pw->pw_name : std::to_string(::geteuid()));
-}
-
-config::Config load_config_or_throw(const Args& args, Io& io) {
-    std::filesystem::path path;
-    if (auto c = args.get("config")) {
-        path = *c;
-    } else if (const char* env = std::getenv("GLASSGATE_CONFIG"); env && *env) {
-        path = env;
-    } else {
-        path = "glassgate.toml";
-        std::error_code ec;
-        if (!std::filesystem::exists(path, ec)) {
-            throw ConfigError("no configuration: pass --config FILE, set GLASSGATE_CONFIG, or create ./glassgate.toml");
-        }
-    }
-    auto res = config::load_config_file(path);
-    if (!res.ok()) {
-        for (const auto& issue : res.issues) io.err << issue.to_string() << "\n";
-        throw ConfigError(std::to_string(res.issues.size()) + " problem(s) in " + path.string());
-    }
-    return std::move(*res.config);
-}
-
-State open_state(const config::Config& cfg) {
-    State st;
-    st.dir = std::make_unique<StateDir>(cfg.server.state_dir);
-    try {
-        st.store = open_sqlite_store(st.dir->store_file(), st.dir->audit_key());
-    } catch (const StoreError& e) {
-        throw OperationalError(e.what());
-    }
-    return st;
-}
-
-int cmd_version(const Args& args, Io& io) {
-    if (args.has("json")) {
-        boost::json::object o{{"glassgate", GG_VERSION},
-                              {"openssl", OPENSSL_VERSION_TEXT},
-                              {"libssh", ssh_version(0)},
-                              {"sqlite", sqlite3_libversion()}};
-        io.out << boost::json::serialize(o) << "\n";
-    } else {
-        io.out << "glassgate " << GG_VERSION << " (" << OPENSSL_VERSION_TEXT << ", libssh " << ssh_version(0)
-               << ", SQLite " << sqlite3_libversion() << ")\n";
-    }
-    return exit_ok;
-}
-
-int cmd_config_check(const Args& args, Io& io) {
-    auto cfg = load_config_or_throw(args, io);
-    io.out << cfg.source.string() << ": ok (" << cfg.targets.size() << " target(s), " << cfg.fallbacks.size()
-           << " fallback rule(s))\n";
-    return exit_ok;
-}
-
-int cmd_secret_set(const Args& args, Io& io) {
-    auto cfg = load_config_or_throw(args, io);
-    const std::string& target = args.positional.at(0);
-    if (!cfg.find_target(target)) {
-        throw ConfigError("no target named '" + target + "' in " + cfg.source.string());
-    }
-    std::string value;
-    auto file = args.get("from-file").value_or("-");
-    if (file == "-") {
-        if (::isatty(STDIN_FILENO)) io.err << "reading the secret for '" << target << "' from standard input; end with Ctrl-D\n";
-        value = read_all(std::cin);
-    } else {
-        std::ifstream in(file, std::ios::binary);
-        if (!in) throw OperationalError("cannot read " + file + ": " + std::strerror(errno));
-        value = read_all(in);
-    }
-    // A one-line secret (a password) loses its trailing newline; multi-line ones (keys) stay intact.
-    if (auto nl = value.find('\n'); nl != std::string::npos && nl + 1 == value.size()) {
-        value.pop_back();
-        if (!value.empty() && value.back() == '\r') value.pop_back();
-    }
-    if (value.empty()) throw OperationalError("refusing to store an empty secret for '" + target + "'");
-    Secret secret(std::move(value));
-    auto st = open_state(cfg);
-    SecretStore secrets(*st.store, st.dir->secrets_key());
-    secrets.set(target, secret);
-    session::AuditEvent ev;
-    ev.time = now();
-    ev.type = "secret.set";
-    ev.identity = cli_actor();
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.details["bytes"] = secret.size();
-    st.store->append_audit(ev);
-    io.err << "secret for '" << target << "' stored (" << secret.size() << " bytes, encrypted)\n";
-    return exit_ok;
-}
-
-int cmd_secret_list(const Args& args, Io& io) {
-    auto cfg = load_config_or_throw(args, io);
-    auto st = open_state(cfg);
-    SecretStore secrets(*st.store, st.dir->secrets_key());
-    auto names = secrets.targets();
-    if (args.has("json")) {
-        boost::json::array a;
-        for (const auto& n : names) a.emplace_back(boost::json::object{{"target", n}, {"in_config", cfg.find_target(n) != nullptr}});
-        io.out << boost::json::serialize(a) << "\n";
-        return exit_ok;
-    }
-    for (const auto& n : names) io.out << n << (cfg.find_target(n) ? "" : "  (target no longer in the configuration)") << "\n";
-    return exit_ok;
-}
 
 int cmd_sessions_list(const Args& args, Io& io) {
     auto cfg = load_config_or_throw(args, io);
