@@ -6,7 +6,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include "glassgate/proxy/ops/logging.hpp"
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -486,7 +486,7 @@ void Service::start_mode_watch(asio::any_io_executor ex, std::chrono::millisecon
             (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
         }
     };
-    asio::co_spawn(ex, std::move(loop), asio::detached);
+    asio::co_spawn(ex, std::move(loop), logging::LogEscaped{"emergency mode watcher"});
 }
 
 }  // namespace gg::proxy::breakglass

@@ -1,7 +1,7 @@
 #include "glassgate/proxy/identity/identity_provider.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include "glassgate/proxy/ops/logging.hpp"
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -215,7 +215,7 @@ IdentityProvider::IdentityProvider(asio::any_io_executor ex, config::IdpConfig c
 }
 
 void IdentityProvider::start() {
-    asio::co_spawn(ex_, [self = shared_from_this()]() { return self->probe_loop(); }, asio::detached);
+    asio::co_spawn(ex_, [self = shared_from_this()]() { return self->probe_loop(); }, logging::LogEscaped{"IdP health probe"});
 }
 
 void IdentityProvider::stop() { stopped_ = true; }

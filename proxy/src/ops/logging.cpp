@@ -102,4 +102,15 @@ std::shared_ptr<spdlog::logger> session_logger(std::string_view session_id) {
     return l;
 }
 
+void LogEscaped::operator()(const std::exception_ptr& e) const noexcept {
+    if (!e) return;
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        spdlog::error("{} ended by an unexpected error: {}", what, x.what());
+    } catch (...) {
+        spdlog::error("{} ended by an unexpected error", what);
+    }
+}
+
 }  // namespace gg::proxy::logging

@@ -4,7 +4,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include "glassgate/proxy/ops/logging.hpp"
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -291,7 +291,7 @@ void Worker::start(std::chrono::milliseconds interval) {
             (void)co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
         }
     };
-    asio::co_spawn(ex_, std::move(loop), asio::detached);
+    asio::co_spawn(ex_, std::move(loop), logging::LogEscaped{"rotation worker"});
 }
 
 void Worker::stop() {

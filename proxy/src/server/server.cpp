@@ -241,11 +241,11 @@ struct Server::Impl {
                 continue;
             }
             if (what == "postgres" && pg) {
-                asio::co_spawn(conn_ex, postgres::handle_client(std::move(sock), pg), asio::detached);
+                asio::co_spawn(conn_ex, postgres::handle_client(std::move(sock), pg), logging::LogEscaped{"postgres connection"});
                 continue;
             }
             if (what == "ssh" && sshs) {
-                asio::co_spawn(conn_ex, ssh::handle_client(std::move(sock), sshs), asio::detached);
+                asio::co_spawn(conn_ex, ssh::handle_client(std::move(sock), sshs), logging::LogEscaped{"ssh connection"});
                 continue;
             }
             boost::system::error_code pec;
@@ -261,7 +261,7 @@ struct Server::Impl {
             auto [ec, sock] = co_await admin.async_accept(asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || stopping) co_return;
             if (ec) continue;
-            asio::co_spawn(asio::make_strand(io), admin_client(std::move(sock)), asio::detached);
+            asio::co_spawn(asio::make_strand(io), admin_client(std::move(sock)), logging::LogEscaped{"admin socket client"});
         }
     }
 
@@ -346,7 +346,7 @@ struct Server::Impl {
             auto [ec, sock] = co_await http_acceptor->async_accept(asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || stopping) co_return;
             if (ec) continue;
-            asio::co_spawn(asio::make_strand(io), http_client(std::move(sock)), asio::detached);
+            asio::co_spawn(asio::make_strand(io), http_client(std::move(sock)), logging::LogEscaped{"admin HTTP client"});
         }
     }
 
@@ -422,7 +422,7 @@ struct Server::Impl {
                     if (pg) pg->close_all("glassgate is shutting down");
                     if (sshs) sshs->close_all("glassgate is shutting down");
                 }
-            }, asio::detached);
+            }, logging::LogEscaped{"shutdown"});
         }
     }
 };
@@ -444,16 +444,16 @@ int Server::run() {
     });
     std::string listening;
     if (d.pg_acceptor) {
-        asio::co_spawn(d.control, d.accept_loop(*d.pg_acceptor, "postgres"), asio::detached);
+        asio::co_spawn(d.control, d.accept_loop(*d.pg_acceptor, "postgres"), logging::LogEscaped{"postgres listener"});
         listening += " postgres " + d.cfg.listen.postgres->to_string();
     }
     if (d.ssh_acceptor) {
-        asio::co_spawn(d.control, d.accept_loop(*d.ssh_acceptor, "ssh"), asio::detached);
+        asio::co_spawn(d.control, d.accept_loop(*d.ssh_acceptor, "ssh"), logging::LogEscaped{"ssh listener"});
         listening += " ssh " + d.cfg.listen.ssh->to_string();
     }
-    asio::co_spawn(d.control, d.admin_loop(), asio::detached);
+    asio::co_spawn(d.control, d.admin_loop(), logging::LogEscaped{"admin socket"});
     if (d.http_acceptor) {
-        asio::co_spawn(d.control, d.http_loop(), asio::detached);
+        asio::co_spawn(d.control, d.http_loop(), logging::LogEscaped{"admin HTTP listener"});
         listening += " admin-http " + d.cfg.admin.listen->to_string();
     }
     if (d.idp) d.idp->start();
