@@ -12,8 +12,7 @@
 #include <thread>
 
 #include "internal.hpp"
-#include "glassgate/protocols/ssh/decisions.hpp"
-#include "glassgate/proxy/ssh/ssh_proxy.hpp"
+#include "glassgate/proxy/ssh/host_key.hpp"
 #include "glassgate/session/asciicast.hpp"
 #include "glassgate/session/recording.hpp"
 
@@ -132,9 +131,7 @@ int cmd_target_pin(const Args& args, Io& io) {
     if (t->protocol != config::Protocol::ssh) throw OperationalError("target '" + name + "' is not an ssh target");
     const auto line = ssh::fetch_host_key(*t, std::chrono::seconds(10));
     io.out << line << "\n";
-    const auto got = gg::ssh::parse_public_key_line(line);
-    const auto want = gg::ssh::parse_public_key_line(t->host_key);
-    if (got && want && *got == *want) {
+    if (ssh::host_key_matches(line, t->host_key)) {
         io.err << "target " << name << " (" << t->address.to_string() << ") presents the pinned host key\n";
     } else {
         io.err << "target " << name << " (" << t->address.to_string() << ") presents the key above; the pinned key is "

@@ -1,69 +1,33 @@
 #include "glassgate/proxy/ssh/ssh_rotator.hpp"
 
-#include <libssh/libssh.h>
-
 #include <algorithm>
-#include <ctime>
-#include <stdexcept>
+#include <chrono>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
 
+#include "glassgate/protocols/oidc/text.hpp"
 #include "glassgate/protocols/ssh/authorized_keys.hpp"
 #include "glassgate/protocols/ssh/decisions.hpp"
+#include "glassgate/proxy/ssh/host_key.hpp"
+#include "keys.hpp"
 
 namespace gg::proxy::ssh {
 namespace {
 
 using rotation::Outcome;
 
-struct KeyHandle {
-    ssh_key k = nullptr;
-    KeyHandle() = default;
-    KeyHandle(const KeyHandle&) = delete;
-    KeyHandle& operator=(const KeyHandle&) = delete;
-    ~KeyHandle() {
-        if (k) ssh_key_free(k);
-    }
-};
-
-struct SessionHandle {
-    ssh_session s = nullptr;
-    SessionHandle() = default;
-    SessionHandle(SessionHandle&& o) noexcept : s(o.s) { o.s = nullptr; }
-    SessionHandle& operator=(SessionHandle&& o) noexcept {
-        std::swap(s, o.s);
-        return *this;
-    }
-    SessionHandle(const SessionHandle&) = delete;
-    SessionHandle& operator=(const SessionHandle&) = delete;
-    ~SessionHandle() {
-        if (!s) return;
-        ssh_disconnect(s);
-        ssh_free(s);
-    }
-};
-
-std::string public_line(ssh_key key) {
-    char* b64 = nullptr;
-    if (ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK || !b64) return {};
-    std::string out = std::string(ssh_key_type_to_char(ssh_key_type(key))) + " " + b64;
-    ssh_string_free_char(b64);
-    return out;
-}
-
 /// The private key in `secret` and its public key line; false if it is not an OpenSSH/PEM private key.
 bool import_key(const Secret& secret, KeyHandle& key, gg::ssh::PublicKeyLine& pub) {
-    if (secret.reveal().find("PRIVATE KEY-----") == std::string_view::npos) return false;
-    std::string pem(secret.reveal());
-    const int rc = ssh_pki_import_privkey_base64(pem.c_str(), nullptr, nullptr, nullptr, &key.k);
-    crypto::cleanse(pem.data(), pem.size());
-    if (rc != SSH_OK || !key.k) return false;
+    if (!is_private_key(secret.reveal())) return false;
+    key = import_private_key(secret.reveal());
+    if (!key) return false;
     KeyHandle public_key;
-    if (ssh_pki_export_privkey_to_pubkey(key.k, &public_key.k) != SSH_OK) return false;
-    auto line = gg::ssh::parse_public_key_line(public_line(public_key.k));
+    if (ssh_pki_export_privkey_to_pubkey(key.get(), public_key.out()) != SSH_OK) return false;
+    auto line = gg::ssh::parse_public_key_line(public_key_line(public_key.get()));
     if (!line) return false;
     pub = std::move(*line);
     return true;
@@ -73,14 +37,14 @@ enum class Auth { ok, denied, failed };
 struct Login {
     Auth result = Auth::failed;
     std::string error;
-    SessionHandle session;
+    PeerSessionHandle session;  ///< says goodbye to the backend when it goes
 };
 
 /// Connects to the target (pinned host key checked) and authenticates as backend_user with `key`.
 Login login(const config::Target& t, ssh_key key) {
     Login out;
-    out.session.s = ssh_new();
-    ssh_session s = out.session.s;
+    out.session = PeerSessionHandle(ssh_new());
+    ssh_session s = out.session.get();
     if (!s) {
         out.error = "cannot create an SSH session";
         return out;
@@ -90,31 +54,15 @@ Login login(const config::Target& t, ssh_key key) {
         out.error = "the pinned host key of " + t.name + " is unreadable";
         return out;
     }
-    const auto algos = gg::ssh::hostkey_algorithms_for(pinned->type);
-    bool process_config = false;
-    int verbosity = SSH_LOG_NOLOG;
-    long timeout = 15;
-    const unsigned int port = t.address.port;
-    ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &process_config);
-    ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
-    ssh_options_set(s, SSH_OPTIONS_HOST, t.address.host.c_str());
-    ssh_options_set(s, SSH_OPTIONS_PORT, &port);
-    ssh_options_set(s, SSH_OPTIONS_USER, t.backend_user.c_str());
-    ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout);
-    ssh_options_set(s, SSH_OPTIONS_HOSTKEYS, algos.c_str());
-    ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, "/dev/null");
-    ssh_options_set(s, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null");
+    set_client_options(s, t.address,
+                       {.user = t.backend_user.c_str(), .timeout_s = 15,
+                        .hostkeys = gg::ssh::hostkey_algorithms_for(pinned->type)});
     if (ssh_connect(s) != SSH_OK) {
         out.error = "cannot connect to " + t.address.to_string() + ": " + ssh_get_error(s);
         return out;
     }
-    std::string presented;
-    {
-        KeyHandle hk;
-        if (ssh_get_server_publickey(s, &hk.k) == SSH_OK) presented = public_line(hk.k);
-    }
-    const auto got = gg::ssh::parse_public_key_line(presented);
-    if (!got || !(*got == *pinned)) {
+    const auto presented = presented_host_key(s);
+    if (!host_key_matches(presented, t.host_key)) {
         out.error = "backend host key mismatch: " + t.address.to_string() + " presented " +
                     (presented.empty() ? std::string("no usable key") : presented) + ", the pinned key is " + t.host_key;
         return out;
@@ -142,7 +90,8 @@ struct ExecResult {
 /// and the exit status. Blocking.
 ExecResult exec(ssh_session s, const std::string& command, std::string_view input) {
     ExecResult r;
-    ssh_channel ch = ssh_channel_new(s);
+    ChannelHandle channel(ssh_channel_new(s));
+    ssh_channel ch = channel.get();
     if (!ch) {
         r.problem = std::string("cannot create a channel: ") + ssh_get_error(s);
         return r;
@@ -150,7 +99,6 @@ ExecResult exec(ssh_session s, const std::string& command, std::string_view inpu
     auto done = [&](std::string problem) {
         if (!problem.empty()) r.problem = std::move(problem) + ": " + ssh_get_error(s);
         ssh_channel_close(ch);
-        ssh_channel_free(ch);
         return r;
     };
     if (ssh_channel_open_session(ch) != SSH_OK) return done("cannot open a session channel");
@@ -261,29 +209,26 @@ std::string write_authorized_keys(ssh_session s, const config::Target& t, const 
            (r.err.empty() ? std::string() : ": " + r.err);
 }
 
+/// "glassgate-rotated-20261201T195000Z": the comment of a key glassgate added, with the UTC time.
 std::string rotated_comment() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-    return std::string("glassgate-rotated-") + buf;
+    std::string t = oidc::format_utc(std::chrono::system_clock::now());  // 2026-12-01T19:50:00Z
+    std::erase_if(t, [](char c) { return c == '-' || c == ':'; });
+    return "glassgate-rotated-" + t;
 }
 
 }  // namespace
 
 Secret generate_backend_key() {
     KeyHandle key;
-    if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key.k) != SSH_OK || !key.k) {
+    if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, key.out()) != SSH_OK || !key) {
         throw std::runtime_error("cannot generate an Ed25519 key");
     }
-    char* b64 = nullptr;
-    if (ssh_pki_export_privkey_base64(key.k, nullptr, nullptr, nullptr, &b64) != SSH_OK || !b64) {
+    CharHandle b64;
+    if (ssh_pki_export_privkey_base64(key.get(), nullptr, nullptr, nullptr, b64.out()) != SSH_OK || !b64) {
         throw std::runtime_error("cannot export the generated Ed25519 key");
     }
-    Secret out{std::string(b64)};
-    crypto::cleanse(b64, std::char_traits<char>::length(b64));
-    ssh_string_free_char(b64);
+    Secret out{std::string(b64.get())};
+    crypto::cleanse(b64.get(), std::char_traits<char>::length(b64.get()));
     return out;
 }
 
@@ -304,17 +249,17 @@ Outcome rotate_backend_key(const config::Target& t, const Secret& current, const
     }
     const auto where = t.authorized_keys + " of " + t.backend_user + "@" + t.address.to_string();
 
-    auto first = login(t, cur_key.k);
+    auto first = login(t, cur_key.get());
     if (first.result == Auth::failed) {
         out.error = first.error;
         return out;
     }
-    SessionHandle conn;
+    PeerSessionHandle conn;
     if (first.result == Auth::ok) {
         conn = std::move(first.session);
     } else {
         // An earlier attempt may have installed the pending key and removed the old one.
-        auto again = login(t, next_key.k);
+        auto again = login(t, next_key.get());
         if (again.result != Auth::ok) {
             out.error = "cannot log in to " + t.address.to_string() + " as " + t.backend_user +
                         " with the current key (" + first.error + ") nor the pending one (" + again.error + ")";
@@ -325,7 +270,7 @@ Outcome rotate_backend_key(const config::Target& t, const Secret& current, const
     }
 
     if (!out.used_pending) {
-        auto file = read_authorized_keys(conn.s, t);
+        auto file = read_authorized_keys(conn.get(), t);
         if (!file.error.empty()) {
             out.error = file.error;
             return out;
@@ -338,20 +283,20 @@ Outcome rotate_backend_key(const config::Target& t, const Secret& current, const
         }
         const auto with_new = gg::ssh::authorized_keys_with(*file.text, next_pub, rotated_comment());
         if (with_new != *file.text) {
-            if (auto err = write_authorized_keys(conn.s, t, *file.text, with_new); !err.empty()) {
+            if (auto err = write_authorized_keys(conn.get(), t, *file.text, with_new); !err.empty()) {
                 out.error = err;
                 return out;
             }
         }
         // The old key goes only once a separate login with the new key has worked.
-        auto check = login(t, next_key.k);
+        auto check = login(t, next_key.get());
         if (check.result != Auth::ok) {
             out.error = "the new key does not log in after adding it to " + where + ": " + check.error;
             return out;
         }
     }
 
-    auto file = read_authorized_keys(conn.s, t);
+    auto file = read_authorized_keys(conn.get(), t);
     if (!file.error.empty()) {
         out.error = file.error;
         return out;
@@ -363,13 +308,13 @@ Outcome rotate_backend_key(const config::Target& t, const Secret& current, const
     }
     const auto without_old = gg::ssh::authorized_keys_without(text, cur_pub);
     if (without_old != text) {
-        if (auto err = write_authorized_keys(conn.s, t, text, without_old); !err.empty()) {
+        if (auto err = write_authorized_keys(conn.get(), t, text, without_old); !err.empty()) {
             out.error = err;
             return out;
         }
     }
     // The old key must now be refused, and the new one still admitted.
-    auto old_again = login(t, cur_key.k);
+    auto old_again = login(t, cur_key.get());
     if (old_again.result == Auth::ok) {
         out.error = "the old key still logs in to " + t.address.to_string() + " after its removal from " + where +
                     " (is it listed in another authorized_keys file?)";
@@ -379,7 +324,7 @@ Outcome rotate_backend_key(const config::Target& t, const Secret& current, const
         out.error = "cannot check that the old key is refused: " + old_again.error;
         return out;
     }
-    auto fresh = login(t, next_key.k);
+    auto fresh = login(t, next_key.get());
     if (fresh.result != Auth::ok) {
         out.error = "the new key does not log in after removing the old one from " + where + ": " + fresh.error;
         return out;

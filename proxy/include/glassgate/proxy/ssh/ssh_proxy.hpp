@@ -9,9 +9,6 @@
 // back-pressure and recorded. See docs/ssh.md.
 
 #include <atomic>
-#include <chrono>
-#include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +22,7 @@
 #include "glassgate/proxy/ops/metrics.hpp"
 #include "glassgate/proxy/recording/recording_writer.hpp"
 #include "glassgate/proxy/lifecycle/session_closers.hpp"
+#include "glassgate/proxy/ssh/auth_throttle.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy::breakglass {
@@ -32,42 +30,6 @@ class Service;
 }
 
 namespace gg::proxy::ssh {
-
-/// Failed sign-ins per source address, with a doubling wait once `max_failures` is reached.
-class AuthThrottle {
-public:
-    explicit AuthThrottle(int max_failures) : max_(max_failures) {}
-    /// Seconds the source must still wait (0: may try now).
-    std::chrono::seconds wait_for(const std::string& source, std::chrono::steady_clock::time_point now);
-    void failure(const std::string& source, std::chrono::steady_clock::time_point now);
-    void success(const std::string& source);
-
-private:
-    struct Entry {
-        int failures = 0;
-        std::chrono::steady_clock::time_point last{};
-        std::chrono::steady_clock::time_point blocked_until{};
-    };
-    std::mutex mu_;
-    std::map<std::string, Entry> entries_;
-    int max_;
-};
-
-/// Approved identities by client public key (fingerprint), for [ssh] sso_cache.
-class ApprovalCache {
-public:
-    struct Entry {
-        std::string identity;
-        std::vector<std::string> groups;
-        std::chrono::steady_clock::time_point expires{};
-    };
-    void put(const std::string& key_fingerprint, Entry e);
-    std::optional<Entry> find(const std::string& key_fingerprint, std::chrono::steady_clock::time_point now);
-
-private:
-    std::mutex mu_;
-    std::map<std::string, Entry> entries_;
-};
 
 struct Services {
     Services(const config::Config& cfg, StateStore& store, Bytes secrets_key, RecordingService& recordings,
@@ -106,11 +68,8 @@ std::unique_ptr<Services> make_services(const config::Config& cfg, StateStore& s
                                         Metrics& metrics, std::atomic<std::uint64_t>& active_sessions,
                                         std::shared_ptr<boost::asio::thread_pool> blocking);
 
-/// Serves one client connection to the end. Never throws.
+/// Serves one client connection to the end. Never throws: an internal error ends the connection
+/// and is logged (spawn it with logging::LogEscaped all the same).
 boost::asio::awaitable<void> handle_client(boost::asio::ip::tcp::socket sock, std::shared_ptr<Services> svc);
-
-/// Connects to an SSH target and returns its host key as "<type> <base64>" (for `glassgate target
-/// pin`). Blocking; throws OperationalError with the reason.
-std::string fetch_host_key(const config::Target& target, std::chrono::milliseconds timeout);
 
 }  // namespace gg::proxy::ssh
