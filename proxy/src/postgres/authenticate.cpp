@@ -104,7 +104,7 @@ asio::awaitable<ClientSession::Step> ClientSession::authenticate_sso(std::string
                               " and confirm the code " + a.user_code;
             auto notice = std::make_shared<Bytes>(
                 pg::notice_response({pg::Severity::warning, "01000", msg, {}, "glassgate waits for the approval"}));
-            asio::co_spawn(ex_, send_owned(std::move(notice)), LogEscaped{"device sign-in notice"});
+            asio::co_spawn(ex_, send_owned(std::move(notice)), LogEscaped{"postgres device sign-in notice"});
         };
         auto res = co_await svc_->idp->device_login(std::move(show));
         if (!res.identity) {

@@ -34,12 +34,8 @@
 
 namespace gg::proxy::postgres {
 
-/// Completion handler for the coroutines this path spawns: an exception that escapes one is logged
-/// as "postgres: WHAT ended by an internal error: ..." (asio::detached would drop it unseen).
-struct LogEscaped {
-    const char* what;
-    void operator()(const std::exception_ptr& e) const;
-};
+/// Coroutines this path spawns complete with logging::LogEscaped (ops/logging.hpp).
+using logging::LogEscaped;
 
 /// Forwards a client's CancelRequest to the backend of the session it names, if (pid, key) match
 /// one (cancel_registry.cpp); anything else is counted, logged and dropped.

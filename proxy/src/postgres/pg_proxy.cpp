@@ -7,24 +7,6 @@
 #include "glassgate/proxy/ops/logging.hpp"
 
 namespace gg::proxy::postgres {
-namespace {
-
-void log_internal_error(std::string_view what, const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-        spdlog::error("postgres: {} ended by an internal error: {}", what, x.what());
-    } catch (...) {
-        spdlog::error("postgres: {} ended by an internal error of an unknown kind", what);
-    }
-}
-
-}  // namespace
-
-void LogEscaped::operator()(const std::exception_ptr& e) const {
-    if (e) log_internal_error(what, e);
-}
-
 std::shared_ptr<BackendPool> make_backend_pool(Metrics* metrics) { return std::make_shared<BackendPool>(metrics); }
 void stop_backend_pool(BackendPool& pool) { pool.stop(); }
 
@@ -43,7 +25,7 @@ asio::awaitable<void> handle_client(tcp::socket sock, std::shared_ptr<Services> 
         auto s = std::make_shared<ClientSession>(std::move(sock), std::move(svc));
         co_await s->run();
     } catch (...) {
-        log_internal_error("connection", std::current_exception());
+        LogEscaped{"postgres connection"}(std::current_exception());
     }
 }
 

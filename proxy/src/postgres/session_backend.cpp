@@ -80,7 +80,7 @@ asio::awaitable<void> ClientSession::serve() {
             if (!self || self->ended_) co_return;
             co_await self->fatal("57P01", why);
             self->end(session::CloseReason::shutdown, why);
-        }, LogEscaped{"shutdown notice"});
+        }, LogEscaped{"postgres shutdown notice"});
     });
     co_await relay(leg, *target_);
     svc_->closers.remove(closer_id);
@@ -102,7 +102,7 @@ asio::awaitable<void> ClientSession::serve() {
                 co_return;
             }
             svc->pool->put(key, std::move(*kept), *target);
-        }, LogEscaped{"backend reset"});
+        }, LogEscaped{"postgres backend reset"});
     } else if (keep_backend_) {
         leg.conn->close();
     }
