@@ -16,132 +16,15 @@
 #
 # Needs a build (build/proxy/glassgate, build/tests/harness/gg-peers) and scripts/install-deps.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$(pwd)
-ROUNDS=${ROUNDS:-3}
-OUT_MB=${OUT_MB:-256}
-IN_MB=${IN_MB:-128}
-CLIENT_TLS=${CLIENT_TLS:-on}
-OUT_FILE=${OUT_FILE:-/dev/null}
-BUILD=${BUILD:-$root/build}
-GG="$BUILD/proxy/glassgate"
-PEERS="$BUILD/tests/harness/gg-peers"
-GG_BASELINE=${GG_BASELINE:-}
-[ -x "$GG" ] && [ -x "$PEERS" ] || { echo "build first: cmake --preset default && cmake --build --preset default" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+: "${ROUNDS:=3}" "${OUT_MB:=256}" "${IN_MB:=128}" "${CLIENT_TLS:=on}" "${OUT_FILE:=/dev/null}"
 
-work=$(mktemp -d /tmp/gg-bench-copy-XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-
-"$PEERS" --dir "$work/peers" --postgres --idp --env-file "$work/peers.env" >"$work/peers.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do [ -s "$work/peers.env" ] && break; sleep 0.1; done
-[ -s "$work/peers.env" ] || { echo "peers did not start:"; tail "$work/peers.log"; exit 1; } >&2
-source "$work/peers.env"
-
-pw=$(openssl rand -hex 16)
-su_conn="host=$GG_PG_HOST port=$GG_PG_PORT user=$GG_PG_SUPERUSER dbname=postgres sslmode=require"
-PGPASSWORD="$GG_PG_PASSWORD" psql -qX "$su_conn" -c "create role bench login password '$pw'" -c "create database bench owner bench" >/dev/null
-# Plaintext client connections for CLIENT_TLS=off (the test peer accepts TLS only).
-hba=$(PGPASSWORD="$GG_PG_PASSWORD" psql -qXtA "$su_conn" -c "show hba_file")
-echo "host all all 127.0.0.1/32 scram-sha-256" >>"$hba"
-PGPASSWORD="$GG_PG_PASSWORD" psql -qXtA "$su_conn" -c "select pg_reload_conf()" >/dev/null
-
-# Certificates for the client-facing TLS of glassgate and pgbouncer.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
-chown postgres "$work/tls.key" "$work/tls.crt"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# pgbouncer: session mode, client TLS, server TLS, runs as postgres.
-pb_port=$(free_port)
-mkdir -p "$work/pgb" && chown postgres "$work/pgb"
-cat >"$work/pgb/pgbouncer.ini" <<INI
-[databases]
-bench = host=$GG_PG_HOST port=$GG_PG_PORT dbname=bench user=bench password=$pw
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $pb_port
-unix_socket_dir =
-auth_type = ${PGB_AUTH:-any}
-auth_file = $work/pgb/userlist.txt
-pool_mode = session
-max_client_conn = 200
-default_pool_size = 50
-client_tls_sslmode = prefer
-client_tls_cert_file = $work/tls.crt
-client_tls_key_file = $work/tls.key
-server_tls_sslmode = require
-logfile = $work/pgb/pgbouncer.log
-pidfile = $work/pgb/pgbouncer.pid
-INI
-printf '"bench" "%s"\n' "$pw" >"$work/pgb/userlist.txt"
-chown postgres "$work/pgb/pgbouncer.ini" "$work/pgb/userlist.txt"
-chmod 600 "$work/pgb/userlist.txt"
-runuser -u postgres -- pgbouncer "$work/pgb/pgbouncer.ini" >/dev/null 2>&1 &
-pids+=($!)
-
-# glassgate (and optionally a baseline binary with its own state): start_gg BINARY NAME
-start_gg() {
-  local bin=$1 name=$2 port
-  port=$(free_port)
-  mkdir -p "$work/$name"
-  cp "$work/tls.crt" "$work/tls.key" "$work/$name/"
-  cat >"$work/$name/glassgate.toml" <<TOML
-[server]
-state_dir = "state"
-admin_socket = "state/admin.sock"
-[listen]
-postgres = "127.0.0.1:$port"
-allow_plaintext = true
-[tls]
-cert_file = "tls.crt"
-key_file = "tls.key"
-[idp]
-issuer = "$GG_IDP_ISSUER"
-client_id = "glassgate"
-[[target]]
-name = "bench"
-protocol = "postgres"
-address = "$GG_PG_HOST:$GG_PG_PORT"
-database = "bench"
-backend_user = "bench"
-tls = "require"
-allow = ["alice"]
-TOML
-  printf '%s' "$pw" | "$bin" secret set bench --config "$work/$name/glassgate.toml" 2>/dev/null
-  "$bin" serve --config "$work/$name/glassgate.toml" --log-level warn 2>"$work/$name/serve.log" &
-  pids+=($!)
-  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-  eval "${name}_pid=$!; ${name}_port=$port"
-}
-start_gg "$GG" glassgate
-gg_pid=$glassgate_pid; gg_port=$glassgate_port
-targets=(direct pgbouncer glassgate)
-if [ -n "$GG_BASELINE" ]; then
-  start_gg "$GG_BASELINE" baseline
-  targets+=(baseline)
-fi
-for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$pb_port) 2>/dev/null && break; sleep 0.1; done
-pb_pid=$(cat "$work/pgb/pgbouncer.pid")
-token=$(node "$root/tests/peers/idp/device-login.mjs" --issuer "$GG_IDP_ISSUER" --client-id glassgate --user alice)
+bench_start gg-bench-copy --postgres --idp
+create_bench_db
+start_pg_targets
 
 sslmode=require
-conn() {
-  case $1 in
-    direct) echo "host=$GG_PG_HOST port=$GG_PG_PORT user=bench dbname=bench sslmode=$sslmode" ;;
-    pgbouncer) echo "host=127.0.0.1 port=$pb_port user=bench dbname=bench sslmode=$sslmode" ;;
-    glassgate) echo "host=127.0.0.1 port=$gg_port user=alice dbname=bench sslmode=$sslmode" ;;
-    baseline) echo "host=127.0.0.1 port=$baseline_port user=alice dbname=bench sslmode=$sslmode" ;;
-  esac
-}
-password() { case $1 in glassgate|baseline) echo "$token" ;; *) echo "$pw" ;; esac; }
-proc_of() { case $1 in glassgate) echo "$gg_pid" ;; baseline) echo "$baseline_pid" ;; pgbouncer) echo "$pb_pid" ;; *) echo "" ;; esac; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
 now() { date +%s.%N; }
 
 # Rows of ~1000 bytes: an id, a space and 30 md5s (cheap for the server, not trivially compressible).
@@ -178,8 +61,6 @@ run_one() {
   echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}') $([ -n "$p" ] && echo $((after-before)))"
 }
 
-selected() { [ -z "${WORKLOADS:-}" ] && return 0; for x in $WORKLOADS; do [ "$x" = "$1" ] && return 0; done; return 1; }
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f (%.3f-%.3f)", m, a[1], a[NR]}'; }
 printf '%-16s %-6s %10s %10s %10s %10s %10s %12s %10s %12s %12s\n' workload round "direct" "pgbouncer" "glassgate" "baseline" \
   "gg/direct" "gg/pgbouncer" "gg/base" "gg_cpu_s/GiB" "pgb_cpu_s/GiB"
 summary=()

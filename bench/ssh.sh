@@ -20,40 +20,18 @@
 # key is admitted without approval, so the human approval is excluded from every figure.
 # Needs a build (proxy/glassgate, tests/harness/gg-peers), gcc, node, and scripts/install-deps.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$(pwd)
-ROUNDS=${ROUNDS:-3}
-SIZE_MB=${SIZE_MB:-1024}
-SCP_MB=${SCP_MB:-512}
-LOGINS=${LOGINS:-10}
-ECHOES=${ECHOES:-300}
-BUILD=${BUILD:-$root/build}
-GG="$BUILD/proxy/glassgate"
-PEERS="$BUILD/tests/harness/gg-peers"
-[ -x "$GG" ] && [ -x "$PEERS" ] || { echo "build first: cmake --preset default && cmake --build --preset default" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+: "${ROUNDS:=3}" "${SIZE_MB:=1024}" "${SCP_MB:=512}" "${LOGINS:=10}" "${ECHOES:=300}"
 
-work=$(mktemp -d /tmp/gg-sshbench-XXXXXX)
-chmod 755 "$work"
+bench_start gg-sshbench --sshd --idp
 shm=$(mktemp -d /dev/shm/gg-sshbench-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work" "$shm"
-}
-trap cleanup EXIT INT TERM
-
-"$PEERS" --dir "$work/peers" --sshd --idp --env-file "$work/peers.env" >"$work/peers.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do [ -s "$work/peers.env" ] && break; sleep 0.1; done
-[ -s "$work/peers.env" ] || { echo "peers did not start:"; tail "$work/peers.log"; exit 1; } >&2
-# shellcheck disable=SC1091
-source "$work/peers.env"
+temp_dirs+=("$shm")
 
 gcc -O2 -o "$work/ssh_echo" "$root/bench/ssh_echo.c"
 
 # glassgate with the sshd as target web01 (host key pinned, the sshd's client key as backend secret).
-gg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+gg_port=$(free_port)
 cat >"$work/glassgate.toml" <<TOML
 [server]
 state_dir = "state"
@@ -65,19 +43,14 @@ sso_cache = "1h"
 [idp]
 issuer = "$GG_IDP_ISSUER"
 client_id = "glassgate"
-[[target]]
-name = "web01"
-protocol = "ssh"
-address = "127.0.0.1:$GG_SSHD_PORT"
-host_key = "$GG_SSHD_HOST_KEY"
-backend_user = "$GG_SSHD_USER"
+$(ssh_target_toml web01)
 allow = ["alice"]
 TOML
 "$GG" secret set web01 --config "$work/glassgate.toml" --from-file "$GG_SSHD_CLIENT_KEY" 2>/dev/null
 "$GG" serve --config "$work/glassgate.toml" --log-level warn 2>"$work/serve.log" &
 gg_pid=$!
-pids+=($gg_pid)
-for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$gg_port) 2>/dev/null && break; sleep 0.1; done
+pids+=("$gg_pid")
+wait_port "$gg_port"
 for _ in $(seq 1 50); do [ -s "$work/state/ssh_host_ed25519_key" ] && break; sleep 0.1; done
 echo "[127.0.0.1]:$gg_port $(ssh-keygen -y -f "$work/state/ssh_host_ed25519_key" | awk '{print $1" "$2}')" >"$work/gg_known_hosts"
 
@@ -123,10 +96,8 @@ approvals_before=$(approvals)
 for t in direct hop; do run_ssh "$t" true </dev/null || { echo "$t: ssh failed (skipped)" >&2; down[$t]=1; }; done
 
 head -c $((SCP_MB << 20)) /dev/urandom >"$shm/file"
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 # Whole machine: busy ticks (everything but idle and iowait) summed over all cores.
 machine_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
-hz=$(getconf CLK_TCK)
 now_ns() { date +%s%N; }
 
 # measure WORKLOAD TARGET: prints the figure (MB/s for transfers, ms for login, "p50 p99" µs for echo).
@@ -156,7 +127,6 @@ measure() {
   esac
 }
 
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.3f (%.3f-%.3f)", m, a[1], a[NR]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else print "n/a"}'; }
 
 echo "units: upload/download/scp MB/s (higher is better); login ms (median of $LOGINS); echo p50/p99 µs"

@@ -6,8 +6,9 @@
 #     target "web01" (the sshd, host key pinned), backend secrets stored encrypted
 # Stays in the foreground; Ctrl-C stops the proxy and every peer.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$(pwd)
+unset BUILD  # the one built below: build/
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../bench/lib.sh"  # changes to the repository root; GG, PEERS, start_peers, cleanup
 
 bash scripts/install-deps.sh
 cmake --preset default >/dev/null
@@ -16,36 +17,14 @@ cmake --build --preset default --target glassgate gg-peers
 demo="$root/demo"
 rm -rf "$demo"
 mkdir -p "$demo/tls"
-GG=("$root/build/proxy/glassgate")
-PEERS="$root/build/tests/harness/gg-peers"
 
-peers_dir="${TMPDIR:-/tmp}/glassgate-demo-peers"  # outside the checkout: the postgres user must be able to enter it
-"$PEERS" --dir "$peers_dir" --env-file "$demo/peers.env" >"$demo/peers.log" 2>&1 &
-peers_pid=$!
-cleanup() {
-  [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null || true
-  kill "$peers_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-}
 trap cleanup EXIT INT TERM
-
-for _ in $(seq 1 600); do
-  [ -s "$demo/peers.env" ] && break
-  if ! kill -0 "$peers_pid" 2>/dev/null; then
-    echo "demo: the test peers failed to start:" >&2
-    tail -n 30 "$demo/peers.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-[ -s "$demo/peers.env" ] || { echo "demo: peers did not come up in 60 s; see $demo/peers.log" >&2; exit 1; }
-# shellcheck disable=SC1091
-source "$demo/peers.env"
+peers_dir="${TMPDIR:-/tmp}/glassgate-demo-peers"  # outside the checkout: the postgres user must be able to enter it
+start_peers "$peers_dir" "$demo/peers.env" "$demo/peers.log"
 
 # The demo database and its owner role (the credential glassgate injects; engineers never see it).
 app_password=$(openssl rand -hex 16)
-PGPASSWORD="$GG_PG_PASSWORD" psql -q -v ON_ERROR_STOP=1 \
-  "host=$GG_PG_HOST port=$GG_PG_PORT user=$GG_PG_SUPERUSER dbname=postgres sslmode=require" <<SQL
+superuser_psql -q -v ON_ERROR_STOP=1 <<SQL
 CREATE ROLE app_owner LOGIN PASSWORD '$app_password';
 CREATE DATABASE app OWNER app_owner;
 SQL
@@ -86,12 +65,7 @@ tls = "require"
 allow = ["alice", "group:dba"]
 max_session = "8h"
 
-[[target]]
-name = "web01"
-protocol = "ssh"
-address = "127.0.0.1:$GG_SSHD_PORT"
-host_key = "$GG_SSHD_HOST_KEY"
-backend_user = "$GG_SSHD_USER"
+$(ssh_target_toml web01)
 authorized_keys = "$(dirname "$GG_SSHD_CLIENT_KEY")/authorized_keys"
 allow = ["alice"]
 max_session = "1h"
@@ -111,12 +85,13 @@ rotate_on_close = true
 TOML
 
 export GLASSGATE_CONFIG="$demo/glassgate.toml"
-"${GG[@]}" config check
-printf '%s' "$app_password" | "${GG[@]}" secret set appdb
-"${GG[@]}" secret set web01 --from-file "$GG_SSHD_CLIENT_KEY"
+"$GG" config check
+printf '%s' "$app_password" | "$GG" secret set appdb
+"$GG" secret set web01 --from-file "$GG_SSHD_CLIENT_KEY"
 
-"${GG[@]}" serve &
+"$GG" serve &
 proxy_pid=$!
+pids+=("$proxy_pid")
 sleep 1
 kill -0 "$proxy_pid" 2>/dev/null || { echo "demo: glassgate serve failed to start (see above)" >&2; exit 1; }
 

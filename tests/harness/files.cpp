@@ -168,6 +168,33 @@ std::string tail_file(const std::filesystem::path& path, std::size_t lines) {
     return out;
 }
 
+std::optional<std::string> wait_for_text(const std::filesystem::path& path, std::string_view marker, char end,
+                                         std::chrono::milliseconds timeout) {
+    std::string found;
+    const bool shown = wait_until([&] {
+        std::error_code ec;
+        if (!std::filesystem::exists(path, ec)) {
+            return false;
+        }
+        const auto text = read_file(path);
+        const auto at = text.find(marker);
+        if (at == std::string::npos) {
+            return false;
+        }
+        const auto from = at + marker.size();
+        const auto to = text.find(end, from);
+        if (to == std::string::npos) {
+            return false;
+        }
+        found = text.substr(from, to - from);
+        return true;
+    }, timeout);
+    if (!shown) {
+        return std::nullopt;
+    }
+    return found;
+}
+
 void chown_recursive(const std::filesystem::path& path, const std::string& user) {
     std::array<char, 16384> buffer{};
     passwd pw{};

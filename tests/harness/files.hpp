@@ -3,9 +3,11 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,6 +49,10 @@ void append_file(const std::filesystem::path& path, std::string_view content);
 [[nodiscard]] std::string read_file(const std::filesystem::path& path);
 /// The last `lines` lines of a file (empty when it does not exist), for error messages.
 [[nodiscard]] std::string tail_file(const std::filesystem::path& path, std::size_t lines = 30);
+/// Waits up to `timeout` until the file holds `marker` and, after it, `end`; returns the text between them
+/// (e.g. the sign-in URL a client printed), or nothing when `timeout` passes first.
+[[nodiscard]] std::optional<std::string> wait_for_text(const std::filesystem::path& path, std::string_view marker,
+                                                       char end, std::chrono::milliseconds timeout);
 /// The file's bytes from `offset` on (empty when it does not exist or is shorter).
 [[nodiscard]] std::string read_file_from(const std::filesystem::path& path, std::uintmax_t offset);
 /// chown -R to `user` (and that user's primary group). Throws std::system_error / PeerError.

@@ -51,13 +51,12 @@ IdpPeer::~IdpPeer() { stop(); }
 void IdpPeer::stop() { server_.stop(); }
 
 void IdpPeer::start(std::optional<std::uint16_t> port) {
-    ServerSpec spec;
-    spec.name = "idp (oidc-provider)";
-    spec.log_file = log_file();
-    spec.stop_signal = SIGTERM;
-    spec.grace = std::chrono::seconds(5);
-    spec.timeout = options_.start_timeout;
-    spec.fixed_port = port;
+    ServerSpec spec{.name = "idp (oidc-provider)",
+                    .log_file = log_file(),
+                    .stop_signal = SIGTERM,
+                    .grace = std::chrono::seconds(5),
+                    .timeout = options_.start_timeout,
+                    .fixed_port = port};
     spec.make = [this](std::uint16_t p) {
         std::vector<std::string> argv = {node_.string(), (scripts_dir() / "server.mjs").string(),
                                          "--port", std::to_string(p),

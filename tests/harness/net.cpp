@@ -119,6 +119,44 @@ std::uint16_t free_port() {
     return ntohs(addr.sin_port);
 }
 
+LoopbackListener::LoopbackListener(int backlog) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) {
+        throw std::system_error(errno, std::generic_category(), "socket");
+    }
+    sockaddr_in addr = *ipv4("127.0.0.1", 0);
+    socklen_t len = sizeof addr;
+    if (bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || listen(fd_, backlog) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        const int error = errno;
+        close();
+        throw std::system_error(error, std::generic_category(), "listen on 127.0.0.1:0");
+    }
+    port_ = ntohs(addr.sin_port);
+}
+
+LoopbackListener::~LoopbackListener() { close(); }
+
+void LoopbackListener::close() noexcept {
+    if (fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+    }
+}
+
+int connect_loopback(std::uint16_t port) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    const sockaddr_in addr = *ipv4("127.0.0.1", port);
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 bool can_connect(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout) {
     const int fd = connect_with_timeout(host, port, timeout);
     if (fd < 0) {

@@ -1,4 +1,5 @@
-// Loopback networking helpers for tests: free ports, connect probes and a tiny HTTP/1.1 GET.
+// Loopback networking helpers for tests: free ports, listeners for fake servers, connect probes and a
+// tiny HTTP/1.1 client.
 #pragma once
 
 #include <chrono>
@@ -14,6 +15,30 @@ namespace gg::harness {
 /// A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, close). Another process
 /// may take it before the caller binds it: start_server() retries on that race. Throws std::system_error.
 [[nodiscard]] std::uint16_t free_port();
+
+/// A TCP socket listening on 127.0.0.1 at a port the kernel chose (bind to port 0), for the fake servers
+/// of tests and for a port that must be in use. The socket is close-on-exec and closed on destruction.
+class LoopbackListener {
+ public:
+    /// Throws std::system_error when the socket cannot be made, bound or put to listen.
+    explicit LoopbackListener(int backlog = 16);
+    ~LoopbackListener();
+    LoopbackListener(const LoopbackListener&) = delete;
+    LoopbackListener& operator=(const LoopbackListener&) = delete;
+
+    /// The listening descriptor (for accept()); -1 after close().
+    [[nodiscard]] int fd() const noexcept { return fd_; }
+    [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+    /// Closes the socket now (the port is free again). Idempotent.
+    void close() noexcept;
+
+ private:
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+};
+
+/// A blocking TCP connection to 127.0.0.1:port, or -1 when it is refused. The caller closes it.
+[[nodiscard]] int connect_loopback(std::uint16_t port);
 
 /// True when a TCP connection to host:port is accepted within `timeout` (then closed at once).
 [[nodiscard]] bool can_connect(const std::string& host, std::uint16_t port,

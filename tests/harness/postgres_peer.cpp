@@ -26,31 +26,24 @@ TempDir make_dir(const PostgresOptions& options) {
     return options.dir.empty() ? TempDir("gg-pg") : TempDir::keep_at(options.dir);
 }
 
-}  // namespace
-
-std::string sql_identifier(std::string_view name) {
-    std::string out = "\"";
-    for (char c : name) {
-        out += c;
-        if (c == '"') {
-            out += '"';
-        }
-    }
-    out += '"';
-    return out;
-}
-
-std::string sql_literal(std::string_view text) {
-    std::string out = "'";
+/// `text` between `quote` characters, each one inside doubled: SQL's quoting of identifiers and literals.
+std::string quoted(std::string_view text, char quote) {
+    std::string out(1, quote);
     for (char c : text) {
         out += c;
-        if (c == '\'') {
-            out += '\'';
+        if (c == quote) {
+            out += quote;
         }
     }
-    out += '\'';
+    out += quote;
     return out;
 }
+
+}  // namespace
+
+std::string sql_identifier(std::string_view name) { return quoted(name, '"'); }
+
+std::string sql_literal(std::string_view text) { return quoted(text, '\''); }
 
 PostgresPeer::PostgresPeer(PostgresOptions options) : options_(std::move(options)), dir_(make_dir(options_)) {
     bindir_ = postgres_bindir();
@@ -95,12 +88,11 @@ PostgresPeer::PostgresPeer(PostgresOptions options) : options_(std::move(options
         }
     }
 
-    ServerSpec spec;
-    spec.name = "postgres";
-    spec.log_file = log_file();
-    spec.stop_signal = SIGINT;  // fast shutdown: roll back open transactions, close sessions, checkpoint
-    spec.grace = std::chrono::seconds(30);
-    spec.timeout = options_.start_timeout;
+    ServerSpec spec{.name = "postgres",
+                    .log_file = log_file(),
+                    .stop_signal = SIGINT,  // fast shutdown: roll back open transactions, close sessions, checkpoint
+                    .grace = std::chrono::seconds(30),
+                    .timeout = options_.start_timeout};
     spec.make = [this](std::uint16_t port) {
         std::vector<std::string> argv = {
             (bindir_ / "postgres").string(),

@@ -619,16 +619,22 @@ void for_each_process(F&& f) {
     closedir(dir);
 }
 
-}  // namespace
-
-bool process_group_alive(pid_t pgid) {
+/// True when a live process (neither a zombie nor dead) satisfies `match`.
+template <typename Match>
+bool any_live_process(Match&& match) {
     bool alive = false;
     for_each_process([&](const ProcStat& st) {
-        if (st.pgrp == pgid && st.state != 'Z' && st.state != 'X') {
+        if (st.state != 'Z' && st.state != 'X' && match(st)) {
             alive = true;
         }
     });
     return alive;
+}
+
+}  // namespace
+
+bool process_group_alive(pid_t pgid) {
+    return any_live_process([&](const ProcStat& st) { return st.pgrp == pgid; });
 }
 
 std::vector<pid_t> child_processes(pid_t parent) {
@@ -667,17 +673,9 @@ std::vector<ProcId> descendant_ids(pid_t root) {
 }
 
 bool any_alive(const std::vector<ProcId>& ids) {
-    if (ids.empty()) {
-        return false;
-    }
-    bool alive = false;
-    for_each_process([&](const ProcStat& st) {
-        if (st.state != 'Z' && st.state != 'X' &&
-            std::find(ids.begin(), ids.end(), ProcId{st.pid, st.start_time}) != ids.end()) {
-            alive = true;
-        }
+    return !ids.empty() && any_live_process([&](const ProcStat& st) {
+        return std::find(ids.begin(), ids.end(), ProcId{st.pid, st.start_time}) != ids.end();
     });
-    return alive;
 }
 
 }  // namespace
@@ -691,16 +689,8 @@ std::vector<pid_t> descendants(pid_t root) {
 }
 
 bool any_alive(const std::vector<pid_t>& pids) {
-    if (pids.empty()) {
-        return false;
-    }
-    bool alive = false;
-    for_each_process([&](const ProcStat& st) {
-        if (st.state != 'Z' && st.state != 'X' && std::find(pids.begin(), pids.end(), st.pid) != pids.end()) {
-            alive = true;
-        }
-    });
-    return alive;
+    return !pids.empty() &&
+           any_live_process([&](const ProcStat& st) { return std::find(pids.begin(), pids.end(), st.pid) != pids.end(); });
 }
 
 long proc_status_kb(pid_t pid, std::string_view field) {

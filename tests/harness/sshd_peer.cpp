@@ -58,12 +58,11 @@ SshdPeer::SshdPeer(SshdOptions options) : options_(std::move(options)), dir_(mak
     client_public_key_ = ssh_key_without_comment(read_file(client_key().string() + ".pub"));
     write_file(authorized_keys(), client_public_key_ + "\n", 0600);
 
-    ServerSpec spec;
-    spec.name = "sshd";
-    spec.log_file = log_file();
-    spec.stop_signal = SIGTERM;
-    spec.grace = std::chrono::seconds(10);
-    spec.timeout = options_.start_timeout;
+    ServerSpec spec{.name = "sshd",
+                    .log_file = log_file(),
+                    .stop_signal = SIGTERM,
+                    .grace = std::chrono::seconds(10),
+                    .timeout = options_.start_timeout};
     spec.make = [this](std::uint16_t port) {
         std::string config =
             "# glassgate test peer (written by the test harness)\n"

@@ -29,6 +29,7 @@
 #include "harness/postgres_peer.hpp"
 #include "harness/process.hpp"
 #include "harness/webhook_receiver.hpp"
+#include "pg_stack.hpp"
 
 using namespace gg::harness;
 using namespace std::chrono_literals;
@@ -37,50 +38,37 @@ namespace {
 
 
 /// PostgreSQL + IdP + glassgate serve; targets "appdb" (in the fallback rule) and "otherdb" (not).
-struct Stack {
-    // Every statement logged, so the test can check that the new password never reaches the server's log.
-    PostgresPeer pg{PostgresOptions{.settings = {"log_statement=all"}}};
-    IdpPeer idp;
+struct Stack : PgStack {
     WebhookReceiver hooks;
-    TempDir dir;
-    std::uint16_t port = 0;
-    std::uint16_t admin_port = free_port();
-    std::string app_password = random_hex(24);
-    Process serve;
 
-    explicit Stack(const std::string& rule_extra = "max_session = \"6s\"\nwarn_before = \"3s\"\nrotate_on_close = true\n") {
-        pg.create_role("app_owner", app_password);
-        pg.create_database("app", "app_owner");
-        auto cert = make_self_signed_cert(dir.path(), "proxy");
-        port = free_port();
-        const auto cfg = dir / "glassgate.toml";
+    explicit Stack(const std::string& rule_extra = "max_session = \"6s\"\nwarn_before = \"3s\"\nrotate_on_close = true\n")
+        // Every statement logged, so the test can check that the new password never reaches the server's log.
+        : PgStack({.postgres = PostgresOptions{.settings = {"log_statement=all"}}}) {
         const std::string target_common = "protocol = \"postgres\"\naddress = \"127.0.0.1:" + std::to_string(pg.port()) +
                                           "\"\ndatabase = \"app\"\nbackend_user = \"app_owner\"\ntls = \"require\"\n"
                                           "allow = [\"alice\"]\n";
-        std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
-                           << "[listen]\npostgres = \"127.0.0.1:" << port << "\"\n"
-                           << "[admin]\nlisten = \"127.0.0.1:" << admin_port << "\"\n"
-                           << "[tls]\ncert_file = \"" << cert.cert.string() << "\"\nkey_file = \"" << cert.key.string() << "\"\n"
-                           << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
-                           << "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nunreachable_after = 2\nhealthy_after = 1\n"
-                           << "[[target]]\nname = \"appdb\"\n" << target_common
-                           << "[[target]]\nname = \"otherdb\"\n" << target_common << "pool_size = 2\n"
-                           << "[[fallback]]\nname = \"sso-outage\"\ntrigger = \"idp_unreachable\"\naccounts = [\"bg-oncall-1\"]\n"
-                           << "targets = [\"app*\"]\nrequire_reason = true\nnotify = [\"" << hooks.url()
-                           << "\"]\n" << rule_extra
-                           << "[[fallback]]\nname = \"declared-ops\"\ntrigger = \"declared\"\naccounts = [\"bg-dba\"]\n"
-                           << "targets = [\"otherdb\"]\nmax_session = \"2m\"\nrotate_on_close = false\nnotify = [\"" << hooks.url()
-                           << "\"]\n";
-        for (const auto* t : {"appdb", "otherdb"}) {
-            auto set = run({GG_BINARY, "secret", "set", t, "--config", cfg.string()}, {.stdin_data = app_password + "\n"});
-            REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
-        }
+        write_config(
+            {.idp_extra = "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nunreachable_after = 2\nhealthy_after = 1\n",
+             .tables = "[[target]]\nname = \"appdb\"\n" + target_common + "[[target]]\nname = \"otherdb\"\n" + target_common +
+                       "pool_size = 2\n"
+                       "[[fallback]]\nname = \"sso-outage\"\ntrigger = \"idp_unreachable\"\naccounts = [\"bg-oncall-1\"]\n"
+                       "targets = [\"app*\"]\nrequire_reason = true\nnotify = [\"" + hooks.url() + "\"]\n" + rule_extra +
+                       "[[fallback]]\nname = \"declared-ops\"\ntrigger = \"declared\"\naccounts = [\"bg-dba\"]\n"
+                       "targets = [\"otherdb\"]\nmax_session = \"2m\"\nrotate_on_close = false\nnotify = [\"" + hooks.url() +
+                       "\"]\n"});
+        for (const auto* t : {"appdb", "otherdb"}) set_secret(t);
         start_serve();
     }
-    void start_serve() {
-        serve = Process::start({.argv = {GG_BINARY, "serve", "--config", config()}}, dir / "serve.log");
-        REQUIRE_MESSAGE(wait_until([&] { return can_connect("127.0.0.1", port); }, 20s), read_file(dir / "serve.log"));
+    ~Stack() { serve.stop(); }  // before the webhook receiver goes: glassgate may still post events
+    Stack(const Stack&) = delete;
+    Stack& operator=(const Stack&) = delete;
+    /// The IdP goes away: glassgate is in emergency mode within 20 s.
+    void idp_outage() {
+        idp.stop();
+        REQUIRE_MESSAGE(wait_until([&] { return mode() == "emergency"; }, 20s, 200ms), serve_log());
     }
+    /// Waits until bg-oncall-1's credential is held by a session.
+    void wait_in_use() const { REQUIRE(wait_until([&] { return account_state() == "in-use"; }, 20s, 200ms)); }
     [[nodiscard]] bool rotation_done_for(const std::string& session) const {
         auto st = status();
         auto* p = st.if_contains("rotation_pending");
@@ -101,8 +89,6 @@ struct Stack {
         return line.substr(0, line.find(' '));
     }
 
-    [[nodiscard]] std::string config() const { return (dir / "glassgate.toml").string(); }
-    [[nodiscard]] std::string serve_log() const { return read_file(dir / "serve.log"); }
     [[nodiscard]] RunResult gg(std::vector<std::string> args, const std::string& stdin_data = {}) const {
         args.insert(args.begin(), GG_BINARY);
         args.emplace_back("--config");
@@ -179,8 +165,7 @@ TEST_CASE("the emergency story on PostgreSQL: gate, rule, reason, time cap, rota
     CHECK_MESSAGE(healthy.err.find("single sign-on is available") != std::string::npos, healthy.describe());
 
     // The IdP goes away: the monitor declares it unreachable and status says emergency.
-    s.idp.stop();
-    REQUIRE_MESSAGE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms), s.serve_log());
+    s.idp_outage();
     auto human = s.gg({"status"});
     CHECK(human.out.find("mode        emergency (identity provider unreachable)") != std::string::npos);
 
@@ -295,8 +280,7 @@ TEST_CASE("the emergency story on PostgreSQL: gate, rule, reason, time cap, rota
 TEST_CASE("several psql at once with one passphrase: exactly one session") {
     Stack s("max_session = \"1m\"\nrotate_on_close = false\n");
     const std::string pass = s.stage();
-    s.idp.stop();
-    REQUIRE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms));
+    s.idp_outage();
     constexpr int n = 12;
     std::vector<RunResult> results(n);
     std::vector<std::thread> threads;
@@ -377,11 +361,10 @@ TEST_CASE("a declared emergency with the IdP healthy: CLI and serve share it; me
 TEST_CASE("kill -9 during an emergency session: credential stays consumed, recording readable, rotation after restart") {
     Stack s("max_session = \"5m\"\nrotate_on_close = true\n");
     const std::string pass = s.stage();
-    s.idp.stop();
-    REQUIRE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms));
+    s.idp_outage();
     RunResult r;
     std::thread client([&] { r = s.psql({"select 'marker-' || 42", "select pg_sleep(60)"}, pass, "INC-9"); });
-    REQUIRE(wait_until([&] { return s.account_state() == "in-use"; }, 20s, 200ms));
+    s.wait_in_use();
     std::this_thread::sleep_for(1s);  // the writer flushes at least every 200 ms
     s.serve.signal_group(SIGKILL);
     (void)s.serve.wait_for(10s);
@@ -406,11 +389,10 @@ TEST_CASE("kill -9 during an emergency session: credential stays consumed, recor
 TEST_CASE("the backend refuses logins when the session closes: rotation-pending, retried until it works") {
     Stack s("max_session = \"5m\"\nrotate_on_close = true\n");
     const std::string pass = s.stage();
-    s.idp.stop();
-    REQUIRE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms));
+    s.idp_outage();
     RunResult r;
     std::thread client([&] { r = s.psql({"select pg_sleep(3)"}, pass, "INC-10"); });
-    REQUIRE(wait_until([&] { return s.account_state() == "in-use"; }, 20s, 200ms));
+    s.wait_in_use();
     // The backend stops accepting this role's logins before the session closes.
     REQUIRE(s.pg.psql("ALTER ROLE app_owner NOLOGIN").exit_code == 0);
     client.join();

@@ -38,12 +38,44 @@ config::IdpConfig idp_config(const IdpPeer& idp) {
     return c;
 }
 
+/// The identity layer as `glassgate serve` builds it: an IdentityProvider over a state store, against
+/// the real IdP.
+struct Identity {
+    IdpPeer idp;
+    TempDir dir;
+    proxy::StateDir sd{dir / "state"};
+    std::unique_ptr<proxy::StateStore> store = proxy::open_sqlite_store(sd.store_file(), sd.audit_key());
+    proxy::Metrics metrics;
+    asio::io_context io;
+
+    explicit Identity(IdpOptions options = {}) : idp(std::move(options)) {}
+    /// A new provider over `on` (default: this state store), as after a restart.
+    std::shared_ptr<proxy::identity::IdentityProvider> provider(proxy::StateStore* on = nullptr) {
+        return std::make_shared<proxy::identity::IdentityProvider>(io.get_executor(), idp_config(idp),
+                                                                   on != nullptr ? *on : *store, metrics);
+    }
+};
+
 template <typename T>
 T run_on(asio::io_context& io, asio::awaitable<T> a) {
     auto fut = asio::co_spawn(io, std::move(a), asio::use_future);
     io.restart();
     io.run();
     return fut.get();
+}
+
+/// A device-code sign-in through a new provider of `s`. `user` is called with the authorization when the
+/// sign-in URL is shown and returns what the user then does (approve, deny), which runs on a thread of its
+/// own, as a person at a browser would act; it is joined before this returns.
+auto device_login(Identity& s, const std::function<std::function<void()>(const oidc::DeviceAuthorization&)>& user) {
+    auto provider = s.provider();
+    std::thread approver;
+    std::function<void(const oidc::DeviceAuthorization&)> show = [&](const oidc::DeviceAuthorization& a) {
+        approver = std::thread(user(a));
+    };
+    auto res = run_on(s.io, provider->device_login(std::move(show)));
+    if (approver.joinable()) approver.join();
+    return res;
 }
 
 /// The ID token issued for `user` as JSON claims.
@@ -73,46 +105,27 @@ std::string idp_state(const std::filesystem::path& cfg) {
 TEST_SUITE_BEGIN("identity");
 
 TEST_CASE("device-code sign-in through the real IdP yields a verified identity with groups") {
-    IdpPeer idp;
-    TempDir dir;
-    proxy::StateDir sd(dir / "state");
-    auto store = proxy::open_sqlite_store(sd.store_file(), sd.audit_key());
-    proxy::Metrics metrics;
-    asio::io_context io;
-    auto provider = std::make_shared<proxy::identity::IdentityProvider>(io.get_executor(), idp_config(idp), *store, metrics);
-
-    std::thread approver;
-    std::function<void(const oidc::DeviceAuthorization&)> show = [&](const oidc::DeviceAuthorization& a) {
+    Identity s;
+    auto res = device_login(s, [&](const oidc::DeviceAuthorization& a) -> std::function<void()> {
         REQUIRE(a.verification_uri_complete.has_value());
         CHECK(!a.user_code.empty());
-        approver = std::thread([&idp, uri = *a.verification_uri_complete] {
+        return [&idp = s.idp, uri = *a.verification_uri_complete] {
             auto r = idp.approve(uri, "alice");
             CHECK_MESSAGE(r.exit_code == 0, r.describe());
-        });
-    };
-    auto res = run_on(io, provider->device_login(std::move(show)));
-    if (approver.joinable()) approver.join();
+        };
+    });
     REQUIRE_MESSAGE(res.identity.has_value(), res.reason);
     CHECK(res.identity->username == "alice");
     CHECK(res.identity->groups == std::vector<std::string>{"dba"});
     CHECK(claims_of(res.id_token).at("sub").as_string() == "alice");
-    CHECK(metrics.get("glassgate_auth_total", {{"method", "device"}, {"outcome", "ok"}}) == 1);
+    CHECK(s.metrics.get("glassgate_auth_total", {{"method", "device"}, {"outcome", "ok"}}) == 1);
 }
 
 TEST_CASE("a denied device-code sign-in is refused with a reason") {
-    IdpPeer idp;
-    TempDir dir;
-    proxy::StateDir sd(dir / "state");
-    auto store = proxy::open_sqlite_store(sd.store_file(), sd.audit_key());
-    proxy::Metrics metrics;
-    asio::io_context io;
-    auto provider = std::make_shared<proxy::identity::IdentityProvider>(io.get_executor(), idp_config(idp), *store, metrics);
-    std::thread approver;
-    std::function<void(const oidc::DeviceAuthorization&)> show = [&](const oidc::DeviceAuthorization& a) {
-        approver = std::thread([&idp, uri = *a.verification_uri_complete] { (void)idp.approve(uri, "alice", true); });
-    };
-    auto res = run_on(io, provider->device_login(std::move(show)));
-    if (approver.joinable()) approver.join();
+    Identity s;
+    auto res = device_login(s, [&](const oidc::DeviceAuthorization& a) -> std::function<void()> {
+        return [&idp = s.idp, uri = *a.verification_uri_complete] { (void)idp.approve(uri, "alice", true); };
+    });
     CHECK_FALSE(res.identity.has_value());
     CHECK(res.public_message == "sign-in was denied");
     CHECK(res.reason.find("access_denied") != std::string::npos);
@@ -127,17 +140,9 @@ TEST_CASE("glassgate login prints the URL on stderr and only the token on stdout
     const std::string cmd = std::string("exec '") + GG_BINARY + "' login --issuer " + idp.issuer() +
                             " --client-id glassgate --cache >" + out.string() + " 2>" + err.string();
     auto p = Process::start({.argv = {"sh", "-c", cmd}, .env = {.set = {{"XDG_CACHE_HOME", cache_home.string()}}}}, dir / "sh.log");
-    std::string uri;
-    REQUIRE(wait_until([&] {
-        if (!std::filesystem::exists(err)) return false;
-        auto text = read_file(err);
-        auto at = text.find("open ");
-        if (at == std::string::npos) return false;
-        auto end = text.find('\n', at);
-        if (end == std::string::npos) return false;
-        uri = text.substr(at + 5, end - at - 5);
-        return true;
-    }, 20s));
+    const auto shown = wait_for_text(err, "open ", '\n', 20s);
+    REQUIRE(shown.has_value());
+    const std::string uri = *shown;
     CHECK(uri.rfind(idp.issuer(), 0) == 0);
     auto approved = idp.approve(uri, "bob");
     REQUIRE_MESSAGE(approved.exit_code == 0, approved.describe());
@@ -178,25 +183,21 @@ TEST_CASE("glassgate login against an unreachable IdP fails with exit 1 and a re
 }
 
 TEST_CASE("tokens keep validating from the cached JWKS during an outage, also after a restart") {
-    IdpPeer idp;
-    TempDir dir;
-    proxy::StateDir sd(dir / "state");
-    auto store = proxy::open_sqlite_store(sd.store_file(), sd.audit_key());
-    proxy::Metrics metrics;
-    const auto token = idp.device_login_token("alice");
-    asio::io_context io;
+    Identity s;
+    auto& io = s.io;
+    const auto token = s.idp.device_login_token("alice");
     {
-        auto provider = std::make_shared<proxy::identity::IdentityProvider>(io.get_executor(), idp_config(idp), *store, metrics);
+        auto provider = s.provider();
         run_on(io, provider->probe_once());
         CHECK(provider->health().cached_keys >= 1);
         auto ok = run_on(io, provider->verify_token(token));
         REQUIRE_MESSAGE(ok.ok(), ok.reason);
-        idp.stop();
+        s.idp.stop();
         auto during = run_on(io, provider->verify_token(token));
         CHECK_MESSAGE(during.ok(), during.reason);
     }
     // "Restart": a new provider over the same state store, with the IdP still down.
-    auto restarted = std::make_shared<proxy::identity::IdentityProvider>(io.get_executor(), idp_config(idp), *store, metrics);
+    auto restarted = s.provider();
     auto after = run_on(io, restarted->verify_token(token));
     CHECK_MESSAGE(after.ok(), after.reason);
     CHECK(after.identity->username == "alice");
@@ -209,7 +210,7 @@ TEST_CASE("tokens keep validating from the cached JWKS during an outage, also af
     TempDir other;
     proxy::StateDir sd2(other / "state");
     auto store2 = proxy::open_sqlite_store(sd2.store_file(), sd2.audit_key());
-    auto cold = std::make_shared<proxy::identity::IdentityProvider>(io.get_executor(), idp_config(idp), *store2, metrics);
+    auto cold = s.provider(store2.get());
     auto none = run_on(io, cold->verify_token(token));
     CHECK_FALSE(none.ok());
     CHECK(none.reason.find("no JWKS") != std::string::npos);
@@ -220,13 +221,11 @@ TEST_CASE("an unknown kid triggers one JWKS refresh, then refreshes are rate-lim
     IdpPeer::make_jwks(keys / "k1.json", {"k1"});
     IdpPeer::make_jwks(keys / "k2.json", {"k2"});
     IdpPeer::make_jwks(keys / "k3.json", {"k3"});
-    IdpPeer idp({.jwks_file = keys / "k1.json"});
-    TempDir dir;
-    proxy::StateDir sd(dir / "state");
-    auto store = proxy::open_sqlite_store(sd.store_file(), sd.audit_key());
-    proxy::Metrics metrics;
-    asio::io_context io;
-    auto provider = std::make_shared<proxy::identity::IdentityProvider>(io.get_executor(), idp_config(idp), *store, metrics);
+    Identity s({.jwks_file = keys / "k1.json"});
+    auto& idp = s.idp;
+    auto& io = s.io;
+    auto& metrics = s.metrics;
+    auto provider = s.provider();
     run_on(io, provider->probe_once());
 
     idp.restart(keys / "k2.json");  // key rotation at the IdP

@@ -28,9 +28,12 @@
 
 #include "harness/files.hpp"
 #include "harness/idp_peer.hpp"
+#include "harness/glassgate_cli.hpp"
 #include "harness/net.hpp"
+#include "harness/pg_wire.hpp"
 #include "harness/postgres_peer.hpp"
 #include "harness/process.hpp"
+#include "pg_stack.hpp"
 
 using namespace gg::harness;
 using namespace std::chrono_literals;
@@ -94,15 +97,6 @@ FileDigest digest_file(const fs::path& path) {
     }
     out.sha256 = d.hex();
     return out;
-}
-
-std::string be32(std::uint32_t v) {
-    return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
-}
-std::string be16(std::uint16_t v) { return {static_cast<char>(v >> 8), static_cast<char>(v)}; }
-/// A protocol message as on the wire: type byte, int32 length (itself included), body.
-std::string wire(char type, const std::string& body) {
-    return std::string(1, type) + be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
 }
 
 /// True when one line of `text` contains every one of `parts`.
@@ -215,19 +209,14 @@ std::optional<Notification> wait_notification(PGconn* c, std::chrono::millisecon
 
 /// A raw CancelRequest (plain TCP, as libpq sends it) to 127.0.0.1:port.
 void send_cancel(std::uint16_t port, std::uint32_t pid, std::uint32_t key) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-        const std::string m = be32(16) + be32(80877102) + be32(pid) + be32(key);
-        (void)!::write(fd, m.data(), m.size());
-        char b[16];
-        timeval tv{2, 0};
-        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        (void)!::read(fd, b, sizeof b);  // the proxy closes it
-    }
+    const int fd = connect_loopback(port);
+    if (fd < 0) return;
+    const std::string m = be32(16) + be32(80877102) + be32(pid) + be32(key);
+    (void)!::write(fd, m.data(), m.size());
+    char b[16];
+    timeval tv{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)!::read(fd, b, sizeof b);  // the proxy closes it
     ::close(fd);
 }
 
@@ -236,45 +225,24 @@ void send_cancel(std::uint16_t port, std::uint32_t pid, std::uint32_t key) {
 /// PostgreSQL + IdP + glassgate serve with one target "appdb" (database app, owner app_owner) that also
 /// allows the databases restore_plain and restore_custom. `target_extra` is appended to the target's
 /// table (more keys, or further [[target]] tables).
-struct Stack {
-    PostgresPeer pg;
-    IdpPeer idp;
-    TempDir dir{"gg-bulk"};
-    std::uint16_t port = 0;
-    std::string app_password = random_hex(24);
-    std::uint16_t admin_port = free_port();
-    Process serve;
+struct Stack : PgStack {
     std::string alice_token;
     // Made once per stack by the first case that needs them.
     bool big_ready = false;
     std::optional<fs::path> plain_dump;
     std::string plain_dump_session;
 
-    explicit Stack(const std::string& target_extra = "max_session = \"8h\"\n", const std::string& server_extra = "") {
-        pg.create_role("app_owner", app_password);
-        pg.create_database("app", "app_owner");
-        pg.create_database("restore_plain", "app_owner");
-        pg.create_database("restore_custom", "app_owner");
-        auto cert = make_self_signed_cert(dir.path(), "proxy");
-        port = free_port();
-        const auto cfg = dir / "glassgate.toml";
-        std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n" << server_extra
-                           << "[listen]\npostgres = \"127.0.0.1:" << port << "\"\n"
-                           << "[admin]\nlisten = \"127.0.0.1:" << admin_port << "\"\n"
-                           << "[tls]\ncert_file = \"" << cert.cert.string() << "\"\nkey_file = \"" << cert.key.string() << "\"\n"
-                           << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
-                           << "[[target]]\nname = \"appdb\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:" << pg.port()
-                           << "\"\ndatabase = \"app\"\ndatabases = [\"postgres\", \"restore_plain\", \"restore_custom\"]\n"
-                           << "backend_user = \"app_owner\"\ntls = \"require\"\nallow = [\"alice\", \"group:dba\"]\n"
-                           << target_extra;
-        auto set = run({GG_BINARY, "secret", "set", "appdb", "--config", cfg.string()}, {.stdin_data = app_password + "\n"});
-        REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
-        serve = Process::start({.argv = {GG_BINARY, "serve", "--config", cfg.string()}}, dir / "serve.log");
-        REQUIRE_MESSAGE(wait_until([&] { return can_connect("127.0.0.1", port); }, 20s), read_file(dir / "serve.log"));
+    explicit Stack(const std::string& target_extra = "max_session = \"8h\"\n", const std::string& server_extra = "")
+        : PgStack({.dir_prefix = "gg-bulk",
+                   .databases = {"restore_plain", "restore_custom"},
+                   .log_lines = 60,
+                   .seal_timeout = 120s}) {
+        write_config({.server_extra = server_extra, .tables = appdb_table() + target_extra});
+        set_secret("appdb");
+        start_serve();
         alice_token = idp.device_login_token("alice");
     }
 
-    [[nodiscard]] std::string config() const { return (dir / "glassgate.toml").string(); }
     /// Connection string through the proxy (no password: PGPASSWORD carries the token).
     [[nodiscard]] std::string conninfo(const std::string& db = "appdb") const {
         return "host=127.0.0.1 port=" + std::to_string(port) + " user=alice dbname=" + db + " sslmode=require";
@@ -302,36 +270,6 @@ struct Stack {
     /// psql straight to the backend as app_owner.
     [[nodiscard]] RunResult direct(const std::string& sql, const std::string& db = "app") const {
         return pg.psql_as("app_owner", app_password, db, sql);
-    }
-    [[nodiscard]] std::vector<std::string> session_ids() const {
-        auto r = run({GG_BINARY, "sessions", "list", "--config", config()});
-        std::vector<std::string> ids;
-        std::istringstream in(r.out);
-        for (std::string line; std::getline(in, line);) ids.push_back(line.substr(0, line.find(' ')));
-        return ids;
-    }
-    [[nodiscard]] std::string serve_log() const { return tail_file(dir / "serve.log", 60); }
-    [[nodiscard]] double metric(const std::string& series) const {
-        auto m = http_get("127.0.0.1", admin_port, "/metrics");
-        if (!m) return -1;
-        const auto at = m->body.find("\n" + series + " ");
-        if (at == std::string::npos) return -1;
-        return std::stod(m->body.substr(at + series.size() + 2));
-    }
-    /// The newest session's id once it is closed and its recording sealed.
-    [[nodiscard]] std::string newest_sealed_session() const {
-        std::string id;
-        std::string last_show;
-        REQUIRE_MESSAGE(wait_until([&] {
-            auto ids = session_ids();
-            if (ids.empty()) return false;
-            id = ids.back();
-            auto show = run({GG_BINARY, "sessions", "show", id, "--config", config()});
-            last_show = show.out;
-            return show.out.find("state           closed") != std::string::npos &&
-                   show.out.find("sealed          -") == std::string::npos;
-        }, 120s), last_show << serve_log());
-        return id;
     }
     [[nodiscard]] RunResult replay(const std::string& id) const {
         return run({GG_BINARY, "replay", id, "--config", config()}, {.timeout = 300s});
@@ -789,110 +727,11 @@ TEST_CASE("pipelined extended-protocol batches (libpq pipeline mode, pgbench \\s
     s.verify_all();
 }
 
-TEST_SUITE_END();
-
-namespace {
-
-/// A scripted PostgreSQL-speaking server on loopback (cleartext password) that answers the first Query
-/// with CopyBothResponse and a CopyData, as only a walsender would. Stands in for a replication stream,
-/// which a real server sends only on replication connections (which glassgate refuses at startup).
-class CopyBothBackend {
-public:
-    CopyBothBackend() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        int one = 1;
-        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        REQUIRE(::listen(fd_, 16) == 0);
-        socklen_t len = sizeof a;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~CopyBothBackend() {
-        stop_ = true;
-        thread_.join();
-        ::close(fd_);
-    }
-    CopyBothBackend(const CopyBothBackend&) = delete;
-    CopyBothBackend& operator=(const CopyBothBackend&) = delete;
-    [[nodiscard]] std::uint16_t port() const { return port_; }
-    [[nodiscard]] int queries_seen() const { return queries_.load(); }
-
-private:
-    static bool read_exact(int fd, char* p, std::size_t n) {
-        while (n > 0) {
-            auto r = ::read(fd, p, n);
-            if (r <= 0) return false;
-            p += r;
-            n -= static_cast<std::size_t>(r);
-        }
-        return true;
-    }
-    static std::uint32_t u32(const char* p) {
-        return (std::uint32_t{static_cast<unsigned char>(p[0])} << 24) | (std::uint32_t{static_cast<unsigned char>(p[1])} << 16) |
-               (std::uint32_t{static_cast<unsigned char>(p[2])} << 8) | std::uint32_t{static_cast<unsigned char>(p[3])};
-    }
-    static std::optional<std::pair<char, std::string>> read_message(int fd) {
-        char hdr[5];
-        if (!read_exact(fd, hdr, 5)) return std::nullopt;
-        const auto len = u32(hdr + 1);
-        if (len < 4 || len > (1u << 20)) return std::nullopt;
-        std::string body(len - 4, '\0');
-        if (!read_exact(fd, body.data(), body.size())) return std::nullopt;
-        return std::pair{hdr[0], body};
-    }
-    static std::string param(const std::string& k, const std::string& v) { return wire('S', k + '\0' + v + '\0'); }
-    static void write_all(int fd, const std::string& s) { (void)!::write(fd, s.data(), s.size()); }
-
-    void serve() {
-        while (!stop_) {
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, 100) <= 0) continue;
-            int c = ::accept(fd_, nullptr, nullptr);
-            if (c < 0) continue;
-            timeval tv{10, 0};
-            ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            talk(c);
-            ::close(c);
-        }
-    }
-    void talk(int c) {
-        char hdr[4];
-        if (!read_exact(c, hdr, 4)) return;
-        const auto len = u32(hdr);
-        if (len < 8 || len > 10000) return;
-        std::string rest(len - 4, '\0');
-        if (!read_exact(c, rest.data(), rest.size())) return;
-        write_all(c, wire('R', be32(3)));
-        auto pw = read_message(c);
-        if (!pw || pw->first != 'p') return;
-        write_all(c, wire('R', be32(0)) + param("server_version", "15.0") + param("server_encoding", "UTF8") +
-                         param("client_encoding", "UTF8") + param("DateStyle", "ISO, MDY") + param("integer_datetimes", "on") +
-                         param("standard_conforming_strings", "on") + wire('K', be32(4242) + be32(0x12345678)) + wire('Z', "I"));
-        auto q = read_message(c);
-        if (!q || q->first != 'Q') return;
-        ++queries_;
-        write_all(c, wire('W', std::string(1, '\0') + be16(0)) + wire('d', "copy both data\n"));
-        while (read_message(c)) {}  // until the proxy hangs up
-    }
-
-    int fd_ = -1;
-    std::uint16_t port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::atomic<int> queries_{0};
-    std::thread thread_;
-};
-
-}  // namespace
-
-TEST_SUITE_BEGIN("postgres-bulk");
-
 TEST_CASE("COPY BOTH from a backend is refused, and the proxy keeps serving") {
-    CopyBothBackend fake;
+    // A stand-in for a replication stream, which a real server sends only on replication connections
+    // (which glassgate refuses at startup): the first Query is answered with CopyBothResponse and a CopyData,
+    // as only a walsender would.
+    ScriptedPgBackend fake({wire('W', std::string(1, '\0') + be16(0)) + wire('d', "copy both data\n")});
     Stack s("max_session = \"8h\"\n[[target]]\nname = \"fake\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:" +
             std::to_string(fake.port()) + "\"\ndatabase = \"fake\"\nbackend_user = \"fake_owner\"\ntls = \"disable\"\n" +
             "allow = [\"alice\"]\n");

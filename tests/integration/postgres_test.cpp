@@ -21,9 +21,12 @@
 
 #include "harness/files.hpp"
 #include "harness/idp_peer.hpp"
+#include "harness/glassgate_cli.hpp"
 #include "harness/net.hpp"
+#include "harness/pg_wire.hpp"
 #include "harness/postgres_peer.hpp"
 #include "harness/process.hpp"
+#include "pg_stack.hpp"
 
 using namespace gg::harness;
 using namespace std::chrono_literals;
@@ -31,38 +34,16 @@ using namespace std::chrono_literals;
 namespace {
 
 /// PostgreSQL + IdP + glassgate serve with one target "appdb".
-struct Stack {
-    PostgresPeer pg;
-    IdpPeer idp;
-    TempDir dir;
-    std::uint16_t port = 0;
-    std::string app_password = random_hex(24);
-    std::uint16_t admin_port = free_port();
-    Process serve;
+struct Stack : PgStack {
     std::string alice_token;
 
     explicit Stack(const std::string& target_extra = "max_session = \"8h\"\nredact_params_for = [\"glassgate_redact_me\"]\n") {
-        pg.create_role("app_owner", app_password);
-        pg.create_database("app", "app_owner");
-        auto cert = make_self_signed_cert(dir.path(), "proxy");
-        port = free_port();
-        const auto cfg = dir / "glassgate.toml";
-        std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
-                           << "[listen]\npostgres = \"127.0.0.1:" << port << "\"\npostgres_auth_timeout = \"6s\"\n"
-                           << "[admin]\nlisten = \"127.0.0.1:" << admin_port << "\"\n"
-                           << "[tls]\ncert_file = \"" << cert.cert.string() << "\"\nkey_file = \"" << cert.key.string() << "\"\n"
-                           << "[idp]\nissuer = \"" << idp.issuer() << "\"\nclient_id = \"glassgate\"\n"
-                           << "[[target]]\nname = \"appdb\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:" << pg.port()
-                           << "\"\ndatabase = \"app\"\ndatabases = [\"postgres\"]\nbackend_user = \"app_owner\"\ntls = \"require\"\n"
-                           << "allow = [\"alice\", \"group:dba\"]\n" << target_extra;
-        auto set = run({GG_BINARY, "secret", "set", "appdb", "--config", cfg.string()}, {.stdin_data = app_password + "\n"});
-        REQUIRE_MESSAGE(set.exit_code == 0, set.describe());
-        serve = Process::start({.argv = {GG_BINARY, "serve", "--config", cfg.string()}}, dir / "serve.log");
-        REQUIRE_MESSAGE(wait_until([&] { return can_connect("127.0.0.1", port); }, 20s), read_file(dir / "serve.log"));
+        write_config({.listen_extra = "postgres_auth_timeout = \"6s\"\n", .tables = appdb_table() + target_extra});
+        set_secret("appdb");
+        start_serve();
         alice_token = idp.device_login_token("alice");
     }
 
-    [[nodiscard]] std::string config() const { return (dir / "glassgate.toml").string(); }
     [[nodiscard]] std::string conninfo(const std::string& user = "alice", const std::string& db = "appdb",
                                        const std::string& sslmode = "require") const {
         return "host=127.0.0.1 port=" + std::to_string(port) + " user=" + user + " dbname=" + db + " sslmode=" + sslmode;
@@ -78,57 +59,11 @@ struct Stack {
     [[nodiscard]] RunResult direct(const std::string& sql) const {
         return pg.psql_as("app_owner", app_password, "app", sql);
     }
-    [[nodiscard]] std::vector<std::string> session_ids() const {
-        auto r = run({GG_BINARY, "sessions", "list", "--config", config()});
-        std::vector<std::string> ids;
-        std::istringstream in(r.out);
-        for (std::string line; std::getline(in, line);) ids.push_back(line.substr(0, line.find(' ')));
-        return ids;
-    }
-    [[nodiscard]] std::string serve_log() const { return read_file(dir / "serve.log"); }
-    /// The value of one metric series (as printed on /metrics), or -1 when it is absent.
-    [[nodiscard]] double metric(const std::string& series) const {
-        auto m = http_get("127.0.0.1", admin_port, "/metrics");
-        if (!m) return -1;
-        const auto at = m->body.find("\n" + series + " ");
-        if (at == std::string::npos) return -1;
-        return std::stod(m->body.substr(at + series.size() + 2));
-    }
-    /// The newest session's id once it is closed and its recording sealed (the proxy seals after the
-    /// client has gone, so a test that just ran psql waits a moment).
-    [[nodiscard]] std::string newest_sealed_session() const {
-        std::string id;
-        std::string last_show;
-        REQUIRE_MESSAGE(wait_until([&] {
-            auto ids = session_ids();
-            if (ids.empty()) return false;
-            id = ids.back();
-            auto show = run({GG_BINARY, "sessions", "show", id, "--config", config()});
-            last_show = show.out;
-            return show.out.find("state           closed") != std::string::npos &&
-                   show.out.find("sealed          -") == std::string::npos;
-        }, 60s), last_show << serve_log());  // fdatasync is slow while other tests write gigabytes
-        return id;
-    }
 };
 
 Stack& shared() {
     static Stack s;
     return s;
-}
-
-/// A TCP connection to 127.0.0.1:port, or -1.
-int connect_loopback(std::uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 /// Raw bytes to the proxy; returns what came back before the proxy closed (or `wait` passed).
@@ -150,10 +85,6 @@ std::string raw_exchange(std::uint16_t port, const std::string& bytes, std::chro
     }
     ::close(fd);
     return out;
-}
-
-std::string be32(std::uint32_t v) {
-    return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
 }
 
 
@@ -514,16 +445,9 @@ TEST_CASE("password sso: psql shows the device-code URL, the approval opens the 
     auto out = s.dir / "sso-psql.out";
     const std::string cmd = "exec psql -X -A -t '" + s.conninfo() + "' -c 'select current_user' >" + out.string() + " 2>" + log.string();
     auto p = Process::start({.argv = {"sh", "-c", cmd}, .env = {.set = {{"PGPASSWORD", "SSO"}}}}, s.dir / "sso-sh.log");
-    std::string uri;
-    REQUIRE_MESSAGE(wait_until([&] {
-        if (!std::filesystem::exists(log)) return false;
-        auto text = read_file(log);
-        auto at = text.find("To sign in, open ");
-        if (at == std::string::npos) return false;
-        at += 17;
-        uri = text.substr(at, text.find(' ', at) - at);
-        return true;
-    }, 20s), s.serve_log());
+    const auto shown = wait_for_text(log, "To sign in, open ", ' ', 20s);
+    REQUIRE_MESSAGE(shown.has_value(), s.serve_log());
+    const std::string uri = *shown;
     CHECK(read_file(log).find("WARNING:") != std::string::npos);
     auto approved = s.idp.approve(uri, "alice");
     REQUIRE_MESSAGE(approved.exit_code == 0, approved.describe());
@@ -577,120 +501,6 @@ TEST_CASE("1000 idle pre-auth connections at once: memory stays bounded, others 
 TEST_SUITE_END();
 
 namespace {
-
-/// A scripted PostgreSQL-speaking server on loopback that signs a client in (cleartext password),
-/// then answers the first Query with a malformed message. It stands in for a misbehaving database
-/// server, which a real PostgreSQL cannot be made to be. Connection i gets `replies[i % size]`.
-class MisbehavingBackend {
-public:
-    explicit MisbehavingBackend(std::vector<std::string> replies) : replies_(std::move(replies)) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        int one = 1;
-        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        REQUIRE(::listen(fd_, 16) == 0);
-        socklen_t len = sizeof a;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~MisbehavingBackend() {
-        stop_ = true;
-        thread_.join();
-        ::close(fd_);
-    }
-    MisbehavingBackend(const MisbehavingBackend&) = delete;
-    MisbehavingBackend& operator=(const MisbehavingBackend&) = delete;
-
-    [[nodiscard]] std::uint16_t port() const { return port_; }
-    [[nodiscard]] int queries_seen() const { return queries_.load(); }
-    [[nodiscard]] std::string password_seen() const {
-        std::lock_guard lk(mu_);
-        return password_;
-    }
-
-private:
-    static bool read_exact(int fd, char* p, std::size_t n) {
-        while (n > 0) {
-            auto r = ::read(fd, p, n);
-            if (r <= 0) return false;
-            p += r;
-            n -= static_cast<std::size_t>(r);
-        }
-        return true;
-    }
-    static std::uint32_t u32(const char* p) {
-        return (std::uint32_t{static_cast<unsigned char>(p[0])} << 24) | (std::uint32_t{static_cast<unsigned char>(p[1])} << 16) |
-               (std::uint32_t{static_cast<unsigned char>(p[2])} << 8) | std::uint32_t{static_cast<unsigned char>(p[3])};
-    }
-    /// One regular message: type byte and body; nullopt at EOF.
-    static std::optional<std::pair<char, std::string>> read_message(int fd) {
-        char hdr[5];
-        if (!read_exact(fd, hdr, 5)) return std::nullopt;
-        const auto len = u32(hdr + 1);
-        if (len < 4 || len > (1u << 20)) return std::nullopt;
-        std::string body(len - 4, '\0');
-        if (!read_exact(fd, body.data(), body.size())) return std::nullopt;
-        return std::pair{hdr[0], body};
-    }
-    static std::string msg(char type, const std::string& body) { return std::string(1, type) + be32(static_cast<std::uint32_t>(body.size() + 4)) + body; }
-    static std::string param(const std::string& k, const std::string& v) { return msg('S', k + '\0' + v + '\0'); }
-    static void write_all(int fd, const std::string& s) { (void)!::write(fd, s.data(), s.size()); }
-
-    void serve() {
-        for (std::size_t n = 0; !stop_; ) {
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, 100) <= 0) continue;
-            int c = ::accept(fd_, nullptr, nullptr);
-            if (c < 0) continue;
-            timeval tv{10, 0};
-            ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            talk(c, replies_[n++ % replies_.size()]);
-            ::close(c);
-        }
-    }
-    void talk(int c, const std::string& reply) {
-        // Startup packet (tls = "disable": no SSLRequest comes first).
-        char hdr[4];
-        if (!read_exact(c, hdr, 4)) return;
-        const auto len = u32(hdr);
-        if (len < 8 || len > 10000) return;
-        std::string rest(len - 4, '\0');
-        if (!read_exact(c, rest.data(), rest.size())) return;
-        write_all(c, msg('R', be32(3)));  // AuthenticationCleartextPassword
-        auto pw = read_message(c);
-        if (!pw || pw->first != 'p') return;
-        {
-            std::lock_guard lk(mu_);
-            password_ = pw->second.substr(0, pw->second.find('\0'));
-        }
-        write_all(c, msg('R', be32(0)) + param("server_version", "15.0") + param("server_encoding", "UTF8") +
-                         param("client_encoding", "UTF8") + param("DateStyle", "ISO, MDY") +
-                         param("integer_datetimes", "on") + param("standard_conforming_strings", "on") +
-                         msg('K', be32(4242) + be32(0x12345678)) + msg('Z', "I"));
-        auto q = read_message(c);
-        if (!q || q->first != 'Q') return;
-        ++queries_;
-        write_all(c, reply);
-        // Wait for the proxy to hang up (it must not keep a session on a broken stream).
-        for (;;) {
-            auto m = read_message(c);
-            if (!m) break;
-        }
-    }
-
-    std::vector<std::string> replies_;
-    int fd_ = -1;
-    std::uint16_t port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::atomic<int> queries_{0};
-    mutable std::mutex mu_;
-    std::string password_;
-    std::thread thread_;
-};
 
 /// A TLS client (Python's ssl module) that signs in with `token`, then sends a Query whose length field
 /// says `length` and a kilobyte of it; prints each message the proxy sends back as TYPE:text lines.
@@ -791,7 +601,7 @@ TEST_CASE("an authenticated client's message above the size cap: FATAL 08P01, th
 TEST_CASE("a backend that sends a malformed message: the client gets a clear error, the proxy lives on") {
     // A DataRow whose length field lies (2: shorter than the length field itself), and one that claims
     // 1 GiB (above the cap).
-    MisbehavingBackend fake({"D" + be32(2) + std::string("\0\1", 2), "D" + be32(1u << 30) + std::string("\0\1", 2)});
+    ScriptedPgBackend fake({"D" + be32(2) + std::string("\0\1", 2), "D" + be32(1u << 30) + std::string("\0\1", 2)});
     Stack s("max_session = \"8h\"\n[[target]]\nname = \"broken\"\nprotocol = \"postgres\"\naddress = \"127.0.0.1:" +
             std::to_string(fake.port()) + "\"\ndatabase = \"fake\"\nbackend_user = \"fake_owner\"\ntls = \"disable\"\n" +
             "allow = [\"alice\"]\n");

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "harness/files.hpp"
+#include "harness/glassgate_cli.hpp"
 #include "harness/idp_peer.hpp"
 #include "harness/net.hpp"
 #include "harness/process.hpp"
@@ -172,28 +173,28 @@ struct Stack {
         return line + " -p " + std::to_string(port) + " " + shell_quote(login + "@127.0.0.1") + " -- " + shell_quote(command);
     }
 
-    [[nodiscard]] std::vector<std::string> session_ids() const {
-        auto r = run({GG_BINARY, "sessions", "list", "--config", config()});
-        std::vector<std::string> ids;
-        std::istringstream in(r.out);
-        for (std::string line; std::getline(in, line);) ids.push_back(line.substr(0, line.find(' ')));
-        return ids;
-    }
     /// The newest session once it is closed and sealed.
     [[nodiscard]] std::string newest_sealed_session() const {
-        std::string id;
-        REQUIRE(wait_until([&] {
-            auto ids = session_ids();
-            if (ids.empty()) return false;
-            id = ids.back();
-            auto show = run({GG_BINARY, "sessions", "show", id, "--config", config()});
-            return show.out.find("state           closed") != std::string::npos &&
-                   show.out.find("sealed          -") == std::string::npos;
-        }, 60s));  // sealing waits for fdatasync, slow while other tests write gigabytes
-        return id;
+        // sealing waits for fdatasync, slow while other tests write gigabytes
+        const auto id = wait_newest_sealed_session(GG_BINARY, config(), 60s);
+        REQUIRE(id.has_value());
+        return *id;
     }
     [[nodiscard]] std::string show(const std::string& id) const {
         return run({GG_BINARY, "sessions", "show", id, "--config", config()}).out;
+    }
+    /// The client of `r` was told `warning` first, then cut at the time cap (well within 30 s); the session
+    /// (returned) is sealed and shows time_cap.
+    std::string check_time_capped(const RunResult& r, std::string_view warning) const {
+        const auto warn = r.err.find(warning);
+        const auto cut = r.err.find("glassgate: session time limit reached");
+        CHECK(warn != std::string::npos);
+        CHECK(cut != std::string::npos);
+        CHECK(warn < cut);
+        CHECK(r.elapsed < 30s);
+        const auto id = newest_sealed_session();
+        CHECK(show(id).find("time_cap") != std::string::npos);
+        return id;
     }
     [[nodiscard]] std::string audit() const { return run({GG_BINARY, "audit", "--config", config()}).out; }
     /// "normal" or "emergency", from `glassgate status --json`.
@@ -426,14 +427,7 @@ TEST_CASE("time cap: a warning first, then the session is cut with a message") {
     auto r = s.ssh("capped", "sleep 60", {}, "alice", false, {}, 60s);
     INFO(r.run.describe());
     CHECK(r.run.exit_code != 0);
-    const auto warn = r.run.err.find("glassgate: this session ends in 3s");
-    const auto cut = r.run.err.find("glassgate: session time limit reached");
-    CHECK(warn != std::string::npos);
-    CHECK(cut != std::string::npos);
-    CHECK(warn < cut);
-    CHECK(r.run.elapsed < 30s);
-    const auto id = s.newest_sealed_session();
-    CHECK(s.show(id).find("time_cap") != std::string::npos);
+    const auto id = s.check_time_capped(r.run, "glassgate: this session ends in 3s");
     auto replay = run({GG_BINARY, "replay", id, "--config", s.config(), "--skip-idle"});
     CHECK(replay.err.find("time-cap warning sent") != std::string::npos);
     CHECK(replay.err.find("time cap reached") != std::string::npos);
@@ -618,14 +612,8 @@ TEST_CASE("break-glass over SSH: IdP down -> passphrase and reason -> time cap -
     auto ok = s.ssh("bg-oncall:web01", "echo emergency-ok; sleep 60", {}, "", false, {}, 60s);
     INFO(ok.run.describe());
     CHECK(ok.run.out == "emergency-ok\n");
-    const auto warn = ok.run.err.find("glassgate: this session ends in 4s (emergency access limit of rule \"idp-down\")");
-    const auto cut = ok.run.err.find("glassgate: session time limit reached");
-    CHECK(warn != std::string::npos);
-    CHECK(cut != std::string::npos);
-    CHECK(warn < cut);
-    CHECK(ok.run.elapsed < 30s);
-    const auto id = s.newest_sealed_session();
-    CHECK(s.show(id).find("time_cap") != std::string::npos);
+    const auto id =
+        s.check_time_capped(ok.run, "glassgate: this session ends in 4s (emergency access limit of rule \"idp-down\")");
     auto listed = run({GG_BINARY, "sessions", "list", "--mode", "breakglass", "--config", s.config()});
     CHECK(listed.out.find(id) != std::string::npos);
 

@@ -11,26 +11,12 @@
 #include <string_view>
 
 #include "glassgate/config/loader.hpp"
+#include "load_test_util.hpp"
 
 using namespace gg::config;
+using namespace gg::config::test;
 
 namespace {
-
-LoadResult load(std::string_view text) {
-    if (text.starts_with('\n')) {
-        text.remove_prefix(1);  // raw strings below start on their own line
-    }
-    return load_config_string(text, "test.toml", "/etc/glassgate");
-}
-
-/// All issues, one "FILE:LINE:COL: key.path: message" per line.
-std::string issues_text(const LoadResult& r) {
-    std::string out;
-    for (const auto& issue : r.issues) {
-        out += issue.to_string() + "\n";
-    }
-    return out;
-}
 
 /// The issues of `text`, which must not load.
 std::string errors(std::string_view text) {
@@ -40,7 +26,12 @@ std::string errors(std::string_view text) {
     return issues_text(r);
 }
 
-const std::string host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpjwoLWzUQ3aZIuvbIHTqN25OeSrb0Z7PPAgsAOYjVj";
+/// A complete PostgreSQL [[target]] table of six lines ("[[target]]" on the first, the name on the
+/// second), to which a case appends its own keys: they start on the table's line 7.
+std::string pg_target(const std::string& name) {
+    return "[[target]]\nname = \"" + name +
+           "\"\nprotocol = \"postgres\"\naddress = \"h:5432\"\nbackend_user = \"u\"\ndatabase = \"d\"\n";
+}
 
 }  // namespace
 
@@ -155,30 +146,9 @@ protocol = "postgres"
 }
 
 TEST_CASE("target names are unique and restricted") {
-    CHECK(errors(R"(
-[[target]]
-name = "db"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
+    CHECK(errors(pg_target("db") + "\n" + pg_target("db")) == "test.toml:9:8: target[1].name: duplicate target name 'db' (first defined at line 2)\n");
 
-[[target]]
-name = "db"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-)") == "test.toml:9:8: target[1].name: duplicate target name 'db' (first defined at line 2)\n");
-
-    CHECK(errors(R"(
-[[target]]
-name = "a/b"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-)") == "test.toml:2:8: target[0].name: invalid character '/' in name (allowed: A-Z a-z 0-9 . _ -)\n");
+    CHECK(errors(pg_target("a/b")) == "test.toml:2:8: target[0].name: invalid character '/' in name (allowed: A-Z a-z 0-9 . _ -)\n");
 }
 
 TEST_CASE("bad durations, zero caps and bad addresses") {
@@ -218,28 +188,13 @@ format = "jsn"
 }
 
 TEST_CASE("redact_params_for: an invalid regular expression is an error naming the pattern") {
-    const auto text = errors(R"(
-[[target]]
-name = "pg"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-redact_params_for = ["password", "(unclosed"]
-)");
+    const auto text = errors(pg_target("pg") + "redact_params_for = [\"password\", \"(unclosed\"]\n");
     CHECK_MESSAGE(text.rfind("test.toml:7:21: target[0].redact_params_for: invalid regular expression '(unclosed': ", 0) == 0, text);
     CHECK(text.find("password") == std::string::npos);
 }
 
 TEST_CASE("fallback targets must match something") {
-    CHECK(errors(R"(
-[[target]]
-name = "orders"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-
+    CHECK(errors(pg_target("orders") + R"(
 [[fallback]]
 name = "f"
 accounts = ["bg"]
@@ -259,23 +214,10 @@ notify = ["ftp://x"]
 }
 
 TEST_CASE("warn_before must be less than max_session") {
-    CHECK(errors(R"(
-[[target]]
-name = "a"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-max_session = "10m"
+    CHECK(errors(pg_target("a") + R"(max_session = "10m"
 warn_before = "10m"
 
-[[target]]
-name = "b"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-warn_before = "1m"
+)" + pg_target("b") + R"(warn_before = "1m"
 
 [[fallback]]
 name = "f"
@@ -289,37 +231,13 @@ warn_before = "6m"
 }
 
 TEST_CASE("pool_size and pool_idle: ranges") {
-    CHECK(errors(R"(
-[[target]]
-name = "pg"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-pool_size = -1
-pool_idle = "0s"
-)") == "test.toml:7:13: target[0].pool_size: must be at least 0, got -1\n"
+    CHECK(errors(pg_target("pg") + "pool_size = -1\npool_idle = \"0s\"\n") == "test.toml:7:13: target[0].pool_size: must be at least 0, got -1\n"
        "test.toml:8:13: target[0].pool_idle: must be greater than zero\n");
-    CHECK(errors(R"(
-[[target]]
-name = "pg"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-pool_size = 1001
-)") == "test.toml:7:13: target[0].pool_size: must be at most 1000, got 1001\n");
+    CHECK(errors(pg_target("pg") + "pool_size = 1001\n") == "test.toml:7:13: target[0].pool_size: must be at most 1000, got 1001\n");
 }
 
 TEST_CASE("protocol-specific keys on the wrong protocol") {
-    CHECK(errors(R"(
-[[target]]
-name = "pg"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-host_key = ")" + host_key + R"("
+    CHECK(errors(pg_target("pg") + R"(host_key = ")" + host_key + R"("
 
 [[target]]
 name = "box"
@@ -338,16 +256,7 @@ record_rows = 5
 
 TEST_CASE("record_value_bytes is -1 or at least 1024; record_copy is capped or full") {
     const auto target = [](const std::string& lines) {
-        const auto text = std::string(R"([server]
-state_dir = "/var/lib/glassgate"
-
-[[target]]
-name = "db"
-protocol = "postgres"
-address = "h:5432"
-backend_user = "u"
-database = "d"
-)") + lines;
+        const auto text = "[server]\nstate_dir = \"/var/lib/glassgate\"\n\n" + pg_target("db") + lines;
         const auto r = load(text);
         return issues_text(r);
     };

@@ -11,29 +11,14 @@
 #include <unistd.h>
 
 #include "glassgate/config/loader.hpp"
+#include "load_test_util.hpp"
 
 using namespace gg::config;
+using namespace gg::config::test;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-LoadResult load(std::string_view text) {
-    if (text.starts_with('\n')) {
-        text.remove_prefix(1);  // raw strings below start on their own line
-    }
-    return load_config_string(text, "test.toml", "/etc/glassgate");
-}
-
-std::string issues_text(const LoadResult& r) {
-    std::string out;
-    for (const auto& issue : r.issues) {
-        out += issue.to_string() + "\n";
-    }
-    return out;
-}
-
-constexpr std::string_view host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEpjwoLWzUQ3aZIuvbIHTqN25OeSrb0Z7PPAgsAOYjVj";
 
 /// A fresh empty directory under the system temp directory, removed at scope exit.
 struct TempDir {

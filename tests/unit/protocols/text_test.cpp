@@ -4,45 +4,63 @@
 
 #include <doctest/doctest.h>
 
+#include <string_view>
+
 using namespace gg;
 using namespace std::chrono;
 
 TEST_SUITE_BEGIN("text");
 
-TEST_CASE("glob_match: *, ?, literals, whole text") {
-    CHECK(glob_match("web-*", "web-01"));
-    CHECK(glob_match("web-*", "web-"));
-    CHECK_FALSE(glob_match("web-*", "xweb-01"));
-    CHECK(glob_match("*", ""));
-    CHECK(glob_match("", ""));
-    CHECK_FALSE(glob_match("", "a"));
-    CHECK(glob_match("db?", "db1"));
-    CHECK_FALSE(glob_match("db?", "db"));
-    CHECK_FALSE(glob_match("db?", "db12"));
-    CHECK(glob_match("a*b*c", "axxbyyc"));
-    CHECK_FALSE(glob_match("a*b*c", "axxbyy"));
-    CHECK(glob_match("**", "anything"));
-    CHECK(glob_match("*.internal", "db.prod.internal"));
-    CHECK_FALSE(glob_match("*.internal", "db.prod.internal.evil"));
-}
-
-TEST_CASE("glob_match: sets, negation, ranges and escapes (SSH env rules: LC_[A-Z]*)") {
-    CHECK(glob_match("LC_*", "LC_ALL"));
-    CHECK(glob_match("LC_[A-Z]*", "LC_TIME"));
-    CHECK_FALSE(glob_match("LC_[A-Z]*", "LC_time"));
-    CHECK(glob_match("[abc]", "b"));
-    CHECK_FALSE(glob_match("[abc]", "d"));
-    CHECK(glob_match("[!abc]", "d"));
-    CHECK(glob_match("[^abc]", "d"));
-    CHECK_FALSE(glob_match("[!abc]", "a"));
-    CHECK(glob_match("[]]", "]"));       // a ']' first in a set is literal
-    CHECK(glob_match("[a-]", "-"));      // a '-' last is literal
-    CHECK(glob_match("x[", "x["));       // no closing ']': a literal '['
-    CHECK(glob_match("a\\*", "a*"));
-    CHECK_FALSE(glob_match("a\\*", "ab"));
-    CHECK(glob_match("a\\?b", "a?b"));
-    CHECK(glob_match("*[0-9]", "web-7"));
-    CHECK_FALSE(glob_match("*[0-9]", "web-x"));
+TEST_CASE("glob_match: *, ?, sets, negation, ranges, escapes, whole text") {
+    struct Case {
+        std::string_view pattern;
+        std::string_view text;
+        bool matches;
+    };
+    const Case cases[] = {
+        // *, ?, literals; the whole text must match.
+        {"web-*", "web-01", true},
+        {"web-*", "web-", true},
+        {"web-*", "xweb-01", false},
+        {"*", "", true},
+        {"", "", true},
+        {"", "a", false},
+        {"db?", "db1", true},
+        {"db?", "db", false},
+        {"db?", "db12", false},
+        {"a*b*c", "axxbyyc", true},
+        {"a*b*c", "axxbyy", false},
+        {"**", "anything", true},
+        {"*.internal", "db.prod.internal", true},
+        {"*.internal", "db.prod.internal.evil", false},
+        // Target names as break-glass rules match them (session/breakglass.hpp uses gg::glob_match).
+        {"orders-db", "orders-db", true},
+        {"orders-db", "orders-db2", false},
+        {"*-db", "orders-db", true},
+        {"**x", "aax", true},
+        // Sets, negation, ranges and escapes (SSH env rules: LC_[A-Z]*).
+        {"LC_*", "LC_ALL", true},
+        {"LC_[A-Z]*", "LC_TIME", true},
+        {"LC_[A-Z]*", "LC_time", false},
+        {"[abc]", "b", true},
+        {"[abc]", "d", false},
+        {"[!abc]", "d", true},
+        {"[^abc]", "d", true},
+        {"[!abc]", "a", false},
+        {"[]]", "]", true},  // a ']' first in a set is literal
+        {"[a-]", "-", true},  // a '-' last is literal
+        {"x[", "x[", true},  // no closing ']': a literal '['
+        {"a\\*", "a*", true},
+        {"a\\*", "ab", false},
+        {"a\\?b", "a?b", true},
+        {"*[0-9]", "web-7", true},
+        {"*[0-9]", "web-x", false},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.pattern);
+        CAPTURE(c.text);
+        CHECK(glob_match(c.pattern, c.text) == c.matches);
+    }
 }
 
 TEST_CASE("glob_match: a long text with many stars stays fast and right") {

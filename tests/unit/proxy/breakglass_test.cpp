@@ -24,6 +24,7 @@
 #include "glassgate/proxy/rotation/rotation.hpp"
 #include "glassgate/proxy/store/state_dir.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
+#include "cli_run.hpp"
 #include "temp_dir.hpp"
 
 using namespace gg;
@@ -87,19 +88,7 @@ struct Fixture {
     }
 };
 
-struct CliResult {
-    int code = -1;
-    std::string out;
-    std::string err;
-};
-CliResult cli_run(std::vector<std::string> argv) {
-    std::ostringstream out, err;
-    CliResult r;
-    r.code = cli::run(argv, out, err);
-    r.out = out.str();
-    r.err = err.str();
-    return r;
-}
+test::CliResult cli_run(const std::vector<std::string>& argv) { return test::run_cli(argv); }
 
 }  // namespace
 

@@ -20,6 +20,8 @@
 #include "glassgate/proxy/store/state_dir.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
 #include "glassgate/session/recording.hpp"
+#include "cli_run.hpp"
+#include "harness/net.hpp"
 #include "temp_dir.hpp"
 
 using namespace gg;
@@ -28,20 +30,7 @@ using gg::test::TempDir;
 
 namespace {
 
-struct Result {
-    int code = -1;
-    std::string out;
-    std::string err;
-};
-
-Result run(std::vector<std::string> argv) {
-    std::ostringstream out, err;
-    Result r;
-    r.code = cli::run(argv, out, err);
-    r.out = out.str();
-    r.err = err.str();
-    return r;
-}
+test::CliResult run(const std::vector<std::string>& argv) { return test::run_cli(argv); }
 
 /// A minimal valid configuration in `dir` (no listeners, so nothing binds).
 std::filesystem::path write_config(const TempDir& dir, const std::string& extra = "") {
@@ -275,22 +264,14 @@ TEST_CASE("sessions list/show and verify over real recordings") {
 
 TEST_CASE("serve: a port in use and a missing TLS file are one-line errors with exit 1") {
     TempDir dir;
-    // Occupy a port.
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd, 1) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    const auto port = std::to_string(ntohs(a.sin_port));
+    harness::LoopbackListener busy(1);  // occupies a port
+    const auto port = std::to_string(busy.port());
 
     auto cfg = write_config(dir, "\n[listen]\nssh = \"127.0.0.1:" + port + "\"\n");
     // serve logs its start-up error through spdlog to stderr; the exit code is what we check here.
     auto r = run({"serve", "--config", cfg.string()});
     CHECK(r.code == 1);
-    ::close(fd);  // the port is free again: use it for the next case
+    busy.close();  // the port is free again: use it for the next case
 
     auto p = dir / "tls.toml";
     std::ofstream(p) << "[server]\nstate_dir = \"state2\"\nadmin_socket = \"state2/admin.sock\"\n"

@@ -59,6 +59,13 @@ RecordingService::Options fast() {
     return o;
 }
 
+/// The default options with a small buffer of `bytes`: a fast producer soon finds it full.
+RecordingService::Options small_buffer(std::size_t bytes) {
+    RecordingService::Options o;
+    o.buffer_bytes = bytes;
+    return o;
+}
+
 /// Polls until `pred` holds or 5 s pass.
 template <typename Pred>
 bool eventually(Pred pred) {
@@ -328,9 +335,7 @@ TEST_CASE("kill -9 of a recording process leaves a file readable up to its last 
 
 TEST_CASE("a full buffer refuses the event, reports the failure once and still seals the file") {
     TempDir tmp;
-    RecordingService::Options o;
-    o.buffer_bytes = 4096;
-    RecordingService svc(tmp.path(), the_key, o);
+    RecordingService svc(tmp.path(), the_key, small_buffer(4096));
     auto h = svc.open(header("overflow"));
     std::promise<std::string> fired;
     std::atomic<int> calls{0};
@@ -372,9 +377,7 @@ TEST_CASE("a full buffer refuses the event, reports the failure once and still s
 
 TEST_CASE("has_room: a producer that waits for room is never refused, and an event larger than the bound passes alone") {
     TempDir tmp;
-    RecordingService::Options o;
-    o.buffer_bytes = 4096;
-    RecordingService svc(tmp.path(), the_key, o);
+    RecordingService svc(tmp.path(), the_key, small_buffer(4096));
     auto h = svc.open(header("room"));
     const Bytes big(20000, std::byte{'b'});
     CHECK(h->has_room(big.size()));  // the queue is empty

@@ -17,11 +17,13 @@
 
 #include "glassgate/proxy/store/state_dir.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
+#include "harness/net.hpp"
 #include "temp_dir.hpp"
 
 extern char** environ;
 
 using namespace gg;
+using gg::harness::free_port;
 using gg::test::TempDir;
 
 namespace {
@@ -71,18 +73,6 @@ std::unique_ptr<Proc> spawn(const std::vector<std::string>& args, const std::fil
     posix_spawn_file_actions_destroy(&fa);
     REQUIRE(rc == 0);
     return p;
-}
-
-std::uint16_t free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
 }
 
 /// Sends one line to the admin socket and returns the reply line ("" if it cannot connect).
@@ -148,15 +138,8 @@ TEST_CASE("serve starts, answers on the admin socket, refuses a second instance,
 
 TEST_CASE("serve with a port in use exits 1 naming the address") {
     TempDir dir;
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd, 1) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    const auto addr = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    harness::LoopbackListener busy(1);
+    const auto addr = "127.0.0.1:" + std::to_string(busy.port());
     auto cfg = dir / "glassgate.toml";
     std::ofstream(cfg) << "[server]\nstate_dir = \"state\"\nadmin_socket = \"state/admin.sock\"\n"
                        << "[listen]\nssh = \"" << addr << "\"\n";
@@ -165,7 +148,6 @@ TEST_CASE("serve with a port in use exits 1 naming the address") {
     auto out = p->output();
     CHECK(out.find("cannot listen on " + addr) != std::string::npos);
     CHECK(out.find("Address already in use") != std::string::npos);
-    ::close(fd);
 }
 
 TEST_CASE("serve with a missing TLS certificate exits 1 naming the file") {

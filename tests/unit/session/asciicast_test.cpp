@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "recording_fixture.hpp"
+
 using namespace gg;
 using namespace gg::session;
 
@@ -26,14 +28,7 @@ Event resize(std::uint64_t t, std::uint32_t c, std::uint32_t r) {
 }
 
 DecodedRecording recording(std::vector<Event> events) {
-    DecodedRecording rec;
-    rec.header.session_id = "01HZY3K6J7V4T1X9Q2M8N5B0CD";
-    rec.header.protocol = "ssh";
-    rec.header.target = "web01";
-    rec.header.identity = "alice";
-    rec.header.started_unix_us = 1'700'000'000'999'999;
-    rec.events = std::move(events);
-    return rec;
+    return test::decoded(test::header("ssh", "web01", "alice", 1'700'000'000'999'999), std::move(events));
 }
 
 std::vector<std::string> lines(const std::string& doc) {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "recording_fixture.hpp"
+
 using namespace gg;
 using namespace gg::session;
 using namespace std::string_view_literals;
@@ -26,14 +28,8 @@ Event backend(std::uint64_t t, const std::string& wire) {
 }
 
 DecodedRecording recording(std::vector<Event> events) {
-    DecodedRecording rec;
-    rec.header.session_id = "01HZY3K6J7V4T1X9Q2M8N5B0CD";
-    rec.header.protocol = "postgres";
-    rec.header.target = "appdb";
-    rec.header.identity = "alice";
-    rec.header.started_unix_us = 1'700'000'000'000'000;
+    auto rec = test::decoded(test::header("postgres", "appdb", "alice", 1'700'000'000'000'000), std::move(events));
     rec.report.sealed = true;
-    rec.events = std::move(events);
     return rec;
 }
 

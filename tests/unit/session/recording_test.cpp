@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "recording_fixture.hpp"
+
 using namespace gg;
 using namespace gg::session;
 
@@ -18,12 +20,7 @@ const Bytes the_key = to_bytes("0123456789abcdef0123456789abcdef");
 const Bytes other_key = to_bytes("fedcba9876543210fedcba9876543210");
 
 RecordingHeader test_header() {
-    RecordingHeader h;
-    h.session_id = "01HZY3K6J7V4T1X9Q2M8N5B0CD";
-    h.protocol = "ssh";
-    h.target = "web01";
-    h.identity = "alice@example.com";
-    h.started_unix_us = 1'700'000'000'123'456;
+    RecordingHeader h = test::header("ssh", "web01", "alice@example.com", 1'700'000'000'123'456);
     h.extra["mode"] = "breakglass";
     h.extra["reason"] = "INC-42";
     return h;

@@ -201,6 +201,14 @@ struct Token {
     json::object extra_header;
     bool der = false;
 
+    /// Signs as `signing_alg` with `signing_key`, naming `header_kid` in the header (nullopt: no kid).
+    Token& signed_by(std::string signing_alg, std::optional<std::string> header_kid, EVP_PKEY* signing_key) {
+        alg = std::move(signing_alg);
+        kid = std::move(header_kid);
+        key = signing_key;
+        return *this;
+    }
+
     [[nodiscard]] std::string header_json() const {
         json::object h = extra_header;
         h["alg"] = alg;
@@ -227,6 +235,27 @@ void check_refused(const VerifyResult& r, VerifyError e) {
     CHECK_FALSE(r.reason.empty());
 }
 
+/// The default token with `claim` set to `value` is refused with `e`; the log gets `reason`, the client
+/// is told `told`.
+void check_refused_claim(std::string_view claim, json::value value, VerifyError e, std::string_view reason,
+                         std::string_view told) {
+    Token t;
+    t.claims[claim] = std::move(value);
+    auto r = verify(t.str());
+    check_refused(r, e);
+    CHECK(r.reason == reason);
+    CHECK(public_message(r.error) == told);
+}
+
+/// The default token naming `kid` (nullopt: none), verified against `set`, is refused as an unknown kid.
+VerifyResult refused_kid(std::optional<std::string> kid, const KeySet& set = standard_keys()) {
+    Token t;
+    t.kid = std::move(kid);
+    auto r = verify(t.str(), set);
+    check_refused(r, VerifyError::unknown_kid);
+    return r;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("oidc");
@@ -248,11 +277,7 @@ TEST_CASE("jwt: a valid token for every accepted alg") {
     };
     for (const auto& c : cases) {
         CAPTURE(c.alg);
-        Token t;
-        t.alg = c.alg;
-        t.kid = c.kid;
-        t.key = c.key;
-        auto r = verify(t.str());
+        auto r = verify(Token{}.signed_by(c.alg, c.kid, c.key).str());
         CAPTURE(r.reason);
         REQUIRE(r.ok());
         REQUIRE(r.identity.has_value());
@@ -272,9 +297,7 @@ TEST_CASE("jwt: a valid token for every accepted alg") {
 TEST_CASE("jwt: no kid is fine when the key set holds exactly one key that fits") {
     const KeySet one = keyset(jwks({jwk(keys().p256.get(), "")}));
     Token t;
-    t.alg = "ES256";
-    t.kid = std::nullopt;
-    t.key = keys().p256.get();
+    t.signed_by("ES256", std::nullopt, keys().p256.get());
     auto r = verify(t.str(), one);
     REQUIRE(r.ok());
     CHECK(r.identity->kid.empty());
@@ -310,12 +333,8 @@ TEST_CASE("jwt: clock skew tolerance at the edges") {
 // Time claims
 
 TEST_CASE("jwt: expired") {
-    Token t;
-    t.claims["exp"] = now_s - 300;  // 2026-11-23T10:00:00Z
-    auto r = verify(t.str());
-    check_refused(r, VerifyError::expired);
-    CHECK(r.reason == "token expired at 2026-11-23T10:00:00Z (now 2026-11-23T10:05:00Z, skew 60s)");
-    CHECK(public_message(r.error) == "token expired");
+    check_refused_claim("exp", now_s - 300, VerifyError::expired,  // 2026-11-23T10:00:00Z
+                        "token expired at 2026-11-23T10:00:00Z (now 2026-11-23T10:05:00Z, skew 60s)", "token expired");
 }
 
 TEST_CASE("jwt: exp missing or not a number") {
@@ -333,12 +352,9 @@ TEST_CASE("jwt: exp missing or not a number") {
 }
 
 TEST_CASE("jwt: not yet valid (nbf)") {
-    Token t;
-    t.claims["nbf"] = now_s + 3600;
-    auto r = verify(t.str());
-    check_refused(r, VerifyError::not_yet_valid);
-    CHECK(r.reason == "token not valid before 2026-11-23T11:05:00Z (now 2026-11-23T10:05:00Z, skew 60s)");
-    CHECK(public_message(r.error) == "token not yet valid");
+    check_refused_claim("nbf", now_s + 3600, VerifyError::not_yet_valid,
+                        "token not valid before 2026-11-23T11:05:00Z (now 2026-11-23T10:05:00Z, skew 60s)",
+                        "token not yet valid");
 }
 
 TEST_CASE("jwt: issued in the future (iat)") {
@@ -491,30 +507,20 @@ TEST_CASE("jwt: embedded jwk / jku / x5u / x5c headers are ignored") {
 // Keys
 
 TEST_CASE("jwt: unknown kid asks the caller to refresh") {
-    Token t;
-    t.kid = "rotated-2026-11";
-    auto r = verify(t.str());
-    check_refused(r, VerifyError::unknown_kid);
+    auto r = refused_kid("rotated-2026-11");
     CHECK(r.unknown_kid);
     CHECK(r.reason == "unknown kid \"rotated-2026-11\" (key set holds 4 keys)");
 
-    t.kid = std::nullopt;
-    auto empty = verify(t.str(), KeySet{});
-    check_refused(empty, VerifyError::unknown_kid);
+    auto empty = refused_kid(std::nullopt, KeySet{});
     CHECK(empty.unknown_kid);
 }
 
 TEST_CASE("jwt: a kid with path and SQL characters is just an unknown kid, escaped in the reason") {
-    Token t;
-    t.kid = "../../etc/passwd' OR 1=1";
-    auto r = verify(t.str());
-    check_refused(r, VerifyError::unknown_kid);
+    auto r = refused_kid("../../etc/passwd' OR 1=1");
     CHECK(r.unknown_kid);
     CHECK(r.reason == "unknown kid \"../../etc/passwd' OR 1=1\" (key set holds 4 keys)");
 
-    t.kid = "a\"b\\c\nd\x01" + std::string(500, 'z');
-    r = verify(t.str());
-    check_refused(r, VerifyError::unknown_kid);
+    r = refused_kid("a\"b\\c\nd\x01" + std::string(500, 'z'));
     CHECK(r.reason.find('\n') == std::string::npos);
     CHECK(r.reason.starts_with("unknown kid \"a\\x22b\\x5cc\\x0ad\\x01zzz"));
     CHECK(r.reason.find("...\"") != std::string::npos);  // truncated to 64 bytes of the kid
@@ -539,9 +545,7 @@ TEST_CASE("jwt: valid signature from a key not in the JWKS, under a JWKS kid") {
     t.key = keys().rsa_other.get();
     check_refused(verify(t.str()), VerifyError::bad_signature);
     Token e;
-    e.alg = "ES256";
-    e.kid = "ec256";
-    e.key = keys().p256_other.get();
+    e.signed_by("ES256", "ec256", keys().p256_other.get());
     check_refused(verify(e.str()), VerifyError::bad_signature);
 }
 
@@ -556,20 +560,14 @@ TEST_CASE("jwt: key type, curve, declared alg and use must fit") {
     }
     SUBCASE("P-256 kid with an ES384 header") {
         Token t;
-        t.alg = "ES384";
-        t.kid = "ec256";
-        t.key = keys().p384.get();
+        t.signed_by("ES384", "ec256", keys().p384.get());
         check_refused(verify(t.str()), VerifyError::key_mismatch);
     }
     SUBCASE("EC kid with EdDSA, OKP kid with RS256") {
         Token t;
-        t.alg = "EdDSA";
-        t.kid = "ec256";
-        t.key = keys().ed.get();
+        t.signed_by("EdDSA", "ec256", keys().ed.get());
         check_refused(verify(t.str()), VerifyError::key_mismatch);
-        t.alg = "RS256";
-        t.kid = "ed1";
-        t.key = keys().rsa.get();
+        t.signed_by("RS256", "ed1", keys().rsa.get());
         check_refused(verify(t.str()), VerifyError::key_mismatch);
     }
     SUBCASE("key declared RS256, token PS256 (correctly signed)") {
@@ -628,16 +626,12 @@ TEST_CASE("jwks: generated P-384 and Ed25519 keys round-trip, point off the curv
 
 TEST_CASE("jwt: ES256 with a DER signature instead of raw r||s is refused") {
     Token t;
-    t.alg = "ES256";
-    t.kid = "ec256";
-    t.key = keys().p256.get();
+    t.signed_by("ES256", "ec256", keys().p256.get());
     t.der = true;
     auto r = verify(t.str());
     check_refused(r, VerifyError::bad_signature);
     CHECK(r.reason.starts_with("ES256 signature must be 64 bytes (JWS r||s form), got "));
-    t.alg = "ES384";
-    t.kid = "ec384";
-    t.key = keys().p384.get();
+    t.signed_by("ES384", "ec384", keys().p384.get());
     check_refused(verify(t.str()), VerifyError::bad_signature);
 }
 
@@ -793,11 +787,7 @@ TEST_CASE("jwt: one key set verifies from several threads at once") {
                                  std::tuple{"PS256", "rsa1", keys().rsa.get()},
                                  std::tuple{"ES256", "ec256", keys().p256.get()},
                                  std::tuple{"EdDSA", "ed1", keys().ed.get()}}) {
-        Token t;
-        t.alg = alg;
-        t.kid = kid;
-        t.key = key;
-        tokens.push_back(t.str());
+        tokens.push_back(Token{}.signed_by(alg, kid, key).str());
     }
     Token bad;
     bad.key = keys().rsa_other.get();
@@ -827,11 +817,7 @@ TEST_CASE("jwt: seeded single-character mutations of valid tokens never verify")
     for (auto [alg, kid, key] : {std::tuple{"RS256", "rsa1", keys().rsa.get()},
                                  std::tuple{"ES384", "ec384", keys().p384.get()},
                                  std::tuple{"EdDSA", "ed1", keys().ed.get()}}) {
-        Token t;
-        t.alg = alg;
-        t.kid = kid;
-        t.key = key;
-        tokens.push_back(t.str());
+        tokens.push_back(Token{}.signed_by(alg, kid, key).str());
     }
     int accepted = 0;
     for (int i = 0; i < 3000; ++i) {

@@ -11,10 +11,7 @@
 #include "glassgate/protocols/postgres/scram.hpp"
 #include "test_util.hpp"
 
-using namespace gg;
-using namespace gg::pg;
 using namespace gg::pg::test;
-using namespace std::string_view_literals;
 
 TEST_SUITE_BEGIN("postgres");
 

@@ -8,13 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "../base64_vectors.hpp"
 #include "glassgate/protocols/postgres/scram.hpp"
 #include "test_util.hpp"
 
-using namespace gg;
-using namespace gg::pg;
 using namespace gg::pg::test;
-using namespace std::string_view_literals;
 
 TEST_SUITE_BEGIN("postgres");
 
@@ -272,19 +270,12 @@ TEST_CASE("scram: client nonces are 24 printable characters and differ") {
 }
 
 TEST_CASE("base64: RFC 4648 vectors and strict decoding") {
-    const std::pair<std::string_view, std::string_view> vectors[] = {
+    const gg::test::Base64Vector vectors[] = {
         {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
         {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
     };
-    for (const auto& v : vectors) {
-        const auto plain = v.first;
-        const auto enc = v.second;
-        CAPTURE(plain);
-        CHECK(base64_encode(as_bytes(plain)) == enc);
-        auto dec = base64_decode(enc);
-        REQUIRE(dec.has_value());
-        CHECK(as_chars(*dec) == plain);
-    }
+    gg::test::check_base64_vectors(vectors, [](ByteView b) { return base64_encode(b); },
+                                   [](std::string_view s) { return base64_decode(s); });
     Bytes all;
     for (int i = 0; i < 256; ++i) all.push_back(static_cast<std::byte>(i));
     for (std::size_t n = 0; n <= all.size(); n += 7) {
