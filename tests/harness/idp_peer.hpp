@@ -36,15 +36,11 @@ struct IdpOptions {
 /// `glassgate` (device_code and refresh_token grants); any login with any password signs in through the
 /// provider's development pages. Needs tests/peers/idp/node_modules (`npm ci`, done by
 /// scripts/install-deps.sh). Throws PeerError (with the tail of its log) when it cannot start.
-class IdpPeer {
+class IdpPeer : public LoopbackPeer {
  public:
     explicit IdpPeer(IdpOptions options = {});
     ~IdpPeer();
-    IdpPeer(const IdpPeer&) = delete;
-    IdpPeer& operator=(const IdpPeer&) = delete;
 
-    [[nodiscard]] std::string host() const { return "127.0.0.1"; }
-    [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
     /// "http://127.0.0.1:PORT" (no trailing slash).
     [[nodiscard]] std::string issuer() const { return "http://127.0.0.1:" + std::to_string(port_); }
     [[nodiscard]] std::string client_id() const { return "glassgate"; }
@@ -82,7 +78,6 @@ class IdpPeer {
     TempDir dir_;
     std::filesystem::path node_;
     Process server_;
-    std::uint16_t port_ = 0;
 };
 
 }  // namespace gg::harness

@@ -28,15 +28,11 @@ struct PostgresOptions {
 /// `postgres -D ... -p PORT -c listen_addresses=127.0.0.1 -c ssl=on ...` as a child on a free port.
 /// Ready when pg_isready says so. The destructor sends SIGINT (fast shutdown), waits, reaps.
 /// Throws PeerError (with the tail of the server log) when it cannot start.
-class PostgresPeer {
+class PostgresPeer : public LoopbackPeer {
  public:
     explicit PostgresPeer(PostgresOptions options = {});
     ~PostgresPeer();
-    PostgresPeer(const PostgresPeer&) = delete;
-    PostgresPeer& operator=(const PostgresPeer&) = delete;
 
-    [[nodiscard]] std::string host() const { return "127.0.0.1"; }
-    [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
     [[nodiscard]] const std::string& superuser() const noexcept { return options_.superuser; }
     [[nodiscard]] const std::string& superuser_password() const noexcept { return password_; }
     [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_.path(); }
@@ -79,7 +75,6 @@ class PostgresPeer {
     std::string password_;
     CertFiles cert_;
     Process server_;
-    std::uint16_t port_ = 0;
 };
 
 /// "name" with embedded quotes doubled (SQL identifier).

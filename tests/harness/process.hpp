@@ -30,6 +30,20 @@ class PeerError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// What every peer (PostgreSQL, sshd, the IdP) is: a server on a loopback port, owned by one object.
+class LoopbackPeer {
+ public:
+    LoopbackPeer(const LoopbackPeer&) = delete;
+    LoopbackPeer& operator=(const LoopbackPeer&) = delete;
+    [[nodiscard]] std::string host() const { return "127.0.0.1"; }
+    [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+
+ protected:
+    LoopbackPeer() = default;
+    ~LoopbackPeer() = default;
+    std::uint16_t port_ = 0;  ///< set by the peer's constructor once it serves
+};
+
 /// Changes to the parent's environment for one child: variables set (added or replaced), then removed.
 struct EnvChanges {
     std::vector<std::pair<std::string, std::string>> set{};

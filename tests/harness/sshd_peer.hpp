@@ -25,15 +25,11 @@ struct SshdOptions {
 /// (ListenAddress 127.0.0.1, UsePAM no, StrictModes no, public keys only, sftp subsystem, LogLevel VERBOSE)
 /// and `/usr/sbin/sshd -D -e -f CONFIG` as a child on a free port; logins as the current user (root in CI).
 /// Ready when sshd logs that it listens. Throws PeerError (with the tail of its log) when it cannot start.
-class SshdPeer {
+class SshdPeer : public LoopbackPeer {
  public:
     explicit SshdPeer(SshdOptions options = {});
     ~SshdPeer();
-    SshdPeer(const SshdPeer&) = delete;
-    SshdPeer& operator=(const SshdPeer&) = delete;
 
-    [[nodiscard]] std::string host() const { return "127.0.0.1"; }
-    [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
     /// The login user: the current user.
     [[nodiscard]] const std::string& user() const noexcept { return user_; }
     [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_.path(); }
@@ -74,7 +70,6 @@ class SshdPeer {
     std::string client_public_key_;
     std::string host_public_key_;
     Process server_;
-    std::uint16_t port_ = 0;
 };
 
 /// The first two fields ("type base64") of an OpenSSH public key line; empty if it has fewer.
