@@ -534,7 +534,11 @@ print(n, h.hexdigest())
                                       << " ms; VmHWM " << proc_status_kb(serve_pid, "VmHWM") / 1024 << " MiB)");
     REQUIRE_MESSAGE(r.exit_code == 0, r.describe() << s.serve_log());
     CHECK(r.out == std::to_string(expect_size) + " " + expect_sha + "\n");
-    CHECK(max_kb < 200 * 1024);                 // a generous absolute bound
+#if !defined(__SANITIZE_ADDRESS__)
+    // A generous absolute bound; under AddressSanitizer the process starts near 280 MiB (shadow memory
+    // and quarantine), so there only the growth below says whether the proxy buffers the result.
+    CHECK(max_kb < 200 * 1024);
+#endif
     CHECK(max_kb - before_kb < 96 * 1024);      // far less than the result: the proxy does not buffer it
     auto replay = s.replay(s.newest_sealed_session());
     const std::string expect_line = "server sent " + std::to_string(expect_size) + " bytes in " + std::to_string(rows) +
