@@ -187,4 +187,55 @@ std::optional<Bytes> aes256gcm_open(ByteView key, ByteView sealed, ByteView aad)
     return out;
 }
 
+// ---- Ed25519 ----------------------------------------------------------------------------------
+
+struct Ed25519Signer::Impl {
+    EVP_PKEY* key = nullptr;
+    ~Impl() { EVP_PKEY_free(key); }
+};
+
+Ed25519Signer::Ed25519Signer(ByteView seed) : impl_(std::make_unique<Impl>()) {
+    if (seed.size() != ed25519_seed_size) throw CryptoError("an Ed25519 private key (seed) must be 32 bytes");
+    impl_->key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, uc(seed), seed.size());
+    std::size_t len = public_key_.size();
+    if (!impl_->key ||
+        EVP_PKEY_get_raw_public_key(impl_->key, reinterpret_cast<unsigned char*>(public_key_.data()), &len) != 1 ||
+        len != public_key_.size()) {
+        throw CryptoError("loading the Ed25519 key failed");
+    }
+}
+Ed25519Signer::~Ed25519Signer() = default;
+Ed25519Signer::Ed25519Signer(Ed25519Signer&&) noexcept = default;
+Ed25519Signer& Ed25519Signer::operator=(Ed25519Signer&&) noexcept = default;
+
+Ed25519Signature Ed25519Signer::sign(ByteView message) const {
+    Ed25519Signature sig{};
+    std::size_t len = sig.size();
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    // Ed25519 takes no digest (NULL): it is "one-shot" EdDSA over the whole message.
+    const bool ok = ctx && EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, impl_->key) == 1 &&
+                    EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len, uc(message),
+                                   message.size()) == 1 &&
+                    len == sig.size();
+    EVP_MD_CTX_free(ctx);
+    if (!ok) throw CryptoError("Ed25519 signing failed");
+    return sig;
+}
+
+Ed25519PublicKey ed25519_public_from_seed(ByteView seed) { return Ed25519Signer(seed).public_key(); }
+
+Ed25519Signature ed25519_sign(ByteView seed, ByteView message) { return Ed25519Signer(seed).sign(message); }
+
+bool ed25519_verify(ByteView public_key, ByteView message, ByteView signature) {
+    if (public_key.size() != ed25519_public_key_size || signature.size() != ed25519_signature_size) return false;
+    EVP_PKEY* key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, uc(public_key), public_key.size());
+    if (!key) return false;  // not a point on the curve
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    const bool ok = ctx && EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key) == 1 &&
+                    EVP_DigestVerify(ctx, uc(signature), signature.size(), uc(message), message.size()) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
 }  // namespace gg::crypto

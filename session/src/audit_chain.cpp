@@ -2,6 +2,7 @@
 
 #include <ctime>
 #include <cstdio>
+#include <stdexcept>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -12,8 +13,28 @@ namespace {
 constexpr std::string_view mac_domain{"glassgate-audit-v1\0", 19};
 constexpr std::string_view hash_key = R"(,"hash":")";
 constexpr std::string_view mac_key = R"(","mac":")";
+constexpr std::string_view sig_domain{"glassgate-audit-v1 signature\0", 29};
+constexpr std::string_view sig_key = R"(","sig":")";
 // `,"hash":"` + 64 hex + `","mac":"` + 64 hex + `"}`
 constexpr std::size_t suffix_size = hash_key.size() + 64 + mac_key.size() + 64 + 2;
+// `","sig":"` + 128 hex + `"}` replaces the final `"}` of a signed line
+constexpr std::size_t sig_suffix_size = sig_key.size() + 2 * crypto::ed25519_signature_size + 2;
+
+// tag || hash || mac: the signature covers every byte of the line before "sig" (the body through the
+// hash, and the MAC itself), so a verifier without the audit key still sees any change to the line.
+Bytes sig_message(const crypto::Digest& hash, ByteView mac) {
+    Bytes msg = to_bytes(sig_domain);
+    msg.insert(msg.end(), hash.begin(), hash.end());
+    msg.insert(msg.end(), mac.begin(), mac.end());
+    return msg;
+}
+
+/// Lower-case hex of exactly `n` bytes (the only form written), else std::nullopt.
+std::optional<Bytes> strict_hex(std::string_view s, std::size_t n) {
+    auto b = from_hex(s);
+    if (!b || b->size() != n || to_hex(*b) != s) return std::nullopt;
+    return b;
+}
 
 crypto::Digest mac_of(ByteView key, const crypto::Digest& hash) {
     Bytes msg = to_bytes(mac_domain);
@@ -30,7 +51,8 @@ crypto::Digest hash_of(const crypto::Digest& prev, std::string_view body) {
 
 }  // namespace
 
-AuditLine make_audit_line(const AuditEvent& ev, std::uint64_t seq, const crypto::Digest& prev, ByteView audit_key) {
+AuditLine make_audit_line(const AuditEvent& ev, std::uint64_t seq, const crypto::Digest& prev, ByteView audit_key,
+                          ByteView signing_seed) {
     boost::json::object o;
     o["time"] = format_utc(ev.time);
     o["event"] = ev.type;
@@ -56,19 +78,43 @@ AuditLine make_audit_line(const AuditEvent& ev, std::uint64_t seq, const crypto:
     line.text += to_hex(line.hash);
     line.text += mac_key;
     line.text += to_hex(mac);
+    if (!signing_seed.empty()) {
+        line.text += sig_key;
+        line.text += to_hex(crypto::ed25519_sign(signing_seed, sig_message(line.hash, mac)));
+    }
     line.text += "\"}";
     return line;
 }
 
 AuditVerifier::AuditVerifier(ByteView audit_key) : key_(audit_key.begin(), audit_key.end()) {}
 
-bool AuditVerifier::feed(std::string_view line) {
+AuditVerifier::AuditVerifier(ByteView audit_key, ByteView public_key)
+    : key_(audit_key.begin(), audit_key.end()), check_mac_(!audit_key.empty()) {
+    if (public_key.size() != crypto::ed25519_public_key_size) {
+        throw std::invalid_argument("audit: an Ed25519 public key is 32 bytes");
+    }
+    public_key_.emplace();
+    std::copy(public_key.begin(), public_key.end(), public_key_->begin());
+}
+
+bool AuditVerifier::feed(std::string_view signed_line) {
     if (!problem_.empty()) return false;
     const std::uint64_t index = entries_ + 1;
     auto fail = [&](const std::string& why) {
         problem_ = "entry " + std::to_string(index) + ": " + why;
         return false;
     };
+    // A signed line is the unsigned line with `","sig":"<128 hex>` inserted before its final `"}`. The
+    // unsigned line's last 148 bytes are fixed members with hex values, so the test is unambiguous.
+    std::string_view sig_hex;
+    std::string unsigned_line;
+    std::string_view line = signed_line;
+    if (line.size() >= sig_suffix_size + suffix_size &&
+        line.substr(line.size() - sig_suffix_size, sig_key.size()) == sig_key && line.substr(line.size() - 2) == "\"}") {
+        sig_hex = line.substr(line.size() - sig_suffix_size + sig_key.size(), 2 * crypto::ed25519_signature_size);
+        unsigned_line = std::string(line.substr(0, line.size() - sig_suffix_size)) + "\"}";
+        line = unsigned_line;
+    }
     if (line.size() < suffix_size + 2 || line.front() != '{' ||
         line.substr(line.size() - suffix_size, hash_key.size()) != hash_key ||
         line.substr(line.size() - suffix_size + hash_key.size() + 64, mac_key.size()) != mac_key ||
@@ -97,10 +143,20 @@ bool AuditVerifier::feed(std::string_view line) {
     if (prev->as_string() != to_hex(prev_)) return fail("prev does not match the previous entry's hash");
     const auto h = hash_of(prev_, body);
     if (to_hex(h) != hash_hex) return fail("hash mismatch: the entry was edited");
-    auto mac_bytes = from_hex(mac_hex);
-    const auto expect = mac_of(key_, h);
-    if (!mac_bytes || !crypto::constant_time_equal(*mac_bytes, expect)) {
+    auto mac_bytes = strict_hex(mac_hex, crypto::sha256_size);
+    if (!mac_bytes) return fail("malformed mac (not 64 lower-case hex digits)");
+    if (check_mac_ && !crypto::constant_time_equal(*mac_bytes, mac_of(key_, h))) {
         return fail("MAC mismatch: the entry was not written with this proxy's audit key");
+    }
+    if (public_key_) {
+        if (sig_hex.empty()) return fail("not signed (no \"sig\" member)");
+        auto sig = strict_hex(sig_hex, crypto::ed25519_signature_size);
+        if (!sig || !crypto::ed25519_verify(*public_key_, sig_message(h, *mac_bytes), *sig)) {
+            return fail("signature invalid: the entry was not signed by the expected key, or was altered");
+        }
+        ++signed_;
+    } else if (!sig_hex.empty() && !strict_hex(sig_hex, crypto::ed25519_signature_size)) {
+        return fail("malformed sig (not 128 lower-case hex digits)");
     }
     prev_ = h;
     entries_ = index;

@@ -33,7 +33,7 @@ constexpr std::array<std::pair<State, std::string_view>, 5> state_names{{{State:
                                                                           {State::active, "active"},
                                                                           {State::closing, "closing"},
                                                                           {State::closed, "closed"}}};
-constexpr std::array<std::pair<CloseReason, std::string_view>, 13> close_names{{
+constexpr std::array<std::pair<CloseReason, std::string_view>, 14> close_names{{
     {CloseReason::none, "none"},
     {CloseReason::client_disconnect, "client_disconnect"},
     {CloseReason::backend_disconnect, "backend_disconnect"},
@@ -47,6 +47,7 @@ constexpr std::array<std::pair<CloseReason, std::string_view>, 13> close_names{{
     {CloseReason::shutdown, "shutdown"},
     {CloseReason::admin_kill, "admin_kill"},
     {CloseReason::internal_error, "internal_error"},
+    {CloseReason::proxy_restarted, "proxy_restarted"},
 }};
 
 constexpr std::string_view crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

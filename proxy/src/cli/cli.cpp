@@ -66,7 +66,9 @@ const std::vector<Command>& commands() {
          0, 0, cmd_sessions_list},
         {"sessions show", "ID", "show one session in full", "", {opt_config, opt_json}, 1, 1, cmd_sessions_show},
         {"audit", "", "print the audit log, one JSON object per line",
-         "Each line carries its hash chain fields (seq, prev, hash, mac); `glassgate verify --audit` checks them.",
+         "Each line carries its hash chain fields (seq, prev, hash, mac, and sig when signed); `glassgate verify\n"
+         "--audit` checks them. The whole log (no filter) saved to a file is an export anyone can check with the\n"
+         "public key: `glassgate audit > audit.jsonl; glassgate verify --audit audit.jsonl --public-key proxy.pub`.",
          {opt_config, {"session", "ID", "only events of session ID"}, {"event", "TYPE", "only events of this type (e.g. auth.denied)"}},
          0, 0, cmd_audit},
         {"replay", "ID", "show a recorded session",
@@ -78,21 +80,35 @@ const std::vector<Command>& commands() {
           {"speed", "N", "play N times faster (SSH; default 1)"},
           {"skip-idle", "", "shorten pauses to at most 1 s (SSH)"}},
          1, 1, cmd_replay},
-        {"export", "ID", "export a terminal session as asciicast v2 (for asciinema play)",
-         "Writes the session's terminal output, input and window sizes as an asciicast v2 document:\n"
-         "`glassgate export ID | asciinema play -`. Exit 1 if the recording fails verification.",
-         {opt_config, {"format", "asciicast", "output format (default asciicast)"},
+        {"export", "ID", "export a session: asciicast v2 (for asciinema play) or the signed recording itself",
+         "asciicast: writes the session's terminal output, input and window sizes as an asciicast v2 document:\n"
+         "`glassgate export ID | asciinema play -`.\n"
+         "ggrec: copies the recording file, as written and signed, to --output FILE and the proxy's public key to\n"
+         "FILE.pub, so that `glassgate verify FILE --public-key FILE.pub` checks it on any machine, without the\n"
+         "proxy's secrets (confirm FILE.pub against `glassgate keys show` out of band).\n"
+         "Exit 1 if the recording fails verification.",
+         {opt_config, {"format", "asciicast|ggrec", "output format (default asciicast)"},
           {"output", "FILE", "write to FILE instead of standard output"}},
          1, 1, cmd_export},
         {"target pin", "NAME", "fetch an SSH target's host key for the configuration",
          "Connects to the target, prints the host key it presents as \"<type> <base64>\" (the form host_key\n"
          "takes) and says on standard error whether it equals the pinned one. Confirm it out of band.",
          {opt_config}, 1, 1, cmd_target_pin},
-        {"verify", "ID | --all", "check recording integrity",
+        {"verify", "ID | --all | PATH --public-key KEYFILE", "check recording integrity",
          "Verifies each recording's hash chain, checkpoints and seal, and compares the seal with the sessions\n"
-         "index (detects truncation). --audit also verifies the audit log chain. Exit 1 if anything is broken.",
-         {opt_config, {"all", "", "verify every session"}, {"audit", "", "verify the audit log chain too"}, opt_json},
+         "index (detects truncation). --audit also verifies the audit log chain. Exit 1 if anything is broken.\n"
+         "With --public-key, PATH is a recording file (.ggrec) or, with --audit, an audit log saved by\n"
+         "`glassgate audit`: it is checked by the Ed25519 signatures alone (KEYFILE holds the line `glassgate\n"
+         "keys show` prints), with no configuration and no state directory. Exit 0 when intact, sealed and\n"
+         "every checkpoint signed by that key; 1 when broken, unsigned or signed by another key; 3 when intact\n"
+         "and signed but not sealed (cut short, or the proxy stopped before closing it).",
+         {opt_config, {"all", "", "verify every session"}, {"audit", "", "verify the audit log chain too"},
+          {"public-key", "KEYFILE", "verify the file PATH by this public key, without configuration or state"}, opt_json},
          0, 1, cmd_verify},
+        {"keys show", "", "print the public key that signs recordings and the audit log",
+         "Prints \"ed25519:<base64>\" on standard output (save it: `glassgate keys show > proxy.pub`) and its\n"
+         "fingerprint on standard error. The key pair is derived from the state directory's master key.",
+         {opt_config}, 0, 0, cmd_keys_show},
         {"breakglass stage", "ACCOUNT", "stage an emergency account: print a new single-use passphrase",
          "Generates a 160-bit passphrase, prints it once alone on standard output (explanations go to standard\n"
          "error, so PASS=$(glassgate breakglass stage ...) works) and stores only its Argon2id hash, state\n"
@@ -125,7 +141,7 @@ const std::vector<Command>& commands() {
 }
 
 
-const std::vector<std::string> groups = {"config", "secret", "sessions", "breakglass", "emergency", "target"};
+const std::vector<std::string> groups = {"config", "secret", "sessions", "breakglass", "emergency", "target", "keys"};
 
 void print_usage(std::ostream& os) {
     os << "usage: glassgate <command> [options]\n\ncommands:\n";

@@ -63,7 +63,7 @@ State open_state(const config::Config& cfg) {
     State st;
     st.dir = std::make_unique<StateDir>(cfg.server.state_dir);
     try {
-        st.store = open_sqlite_store(st.dir->store_file(), st.dir->audit_key());
+        st.store = open_sqlite_store(st.dir->store_file(), st.dir->audit_key(), st.dir->signing_seed());
     } catch (const StoreError& e) {
         throw OperationalError(e.what());
     }

@@ -15,6 +15,9 @@
 
 namespace gg::proxy::cli {
 
+/// `verify PATH --public-key KEYFILE`: intact and signed, but not sealed (cut short or never closed).
+inline constexpr int exit_incomplete = 3;
+
 struct Io {
     std::ostream& out;
     std::ostream& err;
@@ -61,6 +64,9 @@ int cmd_secret_list(const Args&, Io&);
 int cmd_sessions_list(const Args&, Io&);
 int cmd_sessions_show(const Args&, Io&);
 int cmd_verify(const Args&, Io&);
+/// `verify PATH --public-key KEYFILE [--audit]`: no configuration, no state directory (keys.cpp).
+int cmd_verify_public_key(const Args&, Io&);
+int cmd_keys_show(const Args&, Io&);
 int cmd_replay(const Args&, Io&);
 int cmd_export(const Args&, Io&);
 int cmd_target_pin(const Args&, Io&);

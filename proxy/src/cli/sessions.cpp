@@ -80,10 +80,15 @@ void for_each_audit_line(StateStore& store, F&& f) {
     }
 }
 
+/// The state column: a session closed because the proxy stopped under it reads "interrupted".
+std::string state_text(const SessionRecord& r) {
+    return r.close_reason == session::CloseReason::proxy_restarted ? "interrupted" : std::string(session::to_string(r.state));
+}
+
 std::string session_line(const SessionRecord& r) {
     std::ostringstream os;
     auto end = r.ended.value_or(now());
-    os << r.id << "  " << fmt_time(r.started) << "  " << session::to_string(r.state) << "  "
+    os << r.id << "  " << fmt_time(r.started) << "  " << state_text(r) << "  "
        << session::to_string(r.protocol) << "  " << session::to_string(r.auth) << "  "
        << (r.identity.empty() ? "-" : r.identity) << "  " << (r.target.empty() ? "-" : r.target) << "  "
        << fmt_duration(std::chrono::duration_cast<std::chrono::microseconds>(end - r.started)) << "  "
@@ -143,7 +148,7 @@ int cmd_sessions_show(const Args& args, Io& io) {
     line("target", r->target.empty() ? "-" : r->target);
     line("client", r->client_address);
     line("reason", r->reason.empty() ? "-" : r->reason);
-    line("state", std::string(session::to_string(r->state)));
+    line("state", state_text(*r));
     line("started", session::format_utc(r->started));
     line("deadline", r->deadline ? session::format_utc(*r->deadline) : "-");
     line("ended", r->ended ? session::format_utc(*r->ended) : "-");
@@ -195,7 +200,12 @@ VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir) {
     }
     if (!rep.sealed) {
         return {r.state == session::State::closed ? "incomplete" : "ok",
-                rep.summary() + (r.state == session::State::closed ? " (the proxy stopped before sealing it)" : " (session still open)")};
+                rep.summary() + (r.state != session::State::closed ? " (session still open)"
+                                 : r.close_reason == session::CloseReason::proxy_restarted
+                                     ? " (interrupted: the proxy stopped while the session was open)"
+                                 : r.close_reason == session::CloseReason::recording_failed
+                                     ? " (the recording could not be written further: " + r.close_detail + ")"
+                                     : " (the proxy stopped before sealing it)")};
     }
     return {"ok", rep.summary()};
 }
@@ -240,6 +250,7 @@ int cmd_replay(const Args& args, Io& io) {
 }
 
 int cmd_verify(const Args& args, Io& io) {
+    if (args.has("public-key")) return cmd_verify_public_key(args, io);
     auto cfg = load_config_or_throw(args, io);
     const bool all = args.has("all");
     const bool audit = args.has("audit");
@@ -297,10 +308,48 @@ session::DecodedRecording load_recording(const config::Config& cfg, const std::s
     return rec;
 }
 
+namespace {
+
+/// `export ID --format ggrec --output FILE`: the recording file as written (signed) and FILE.pub.
+int export_recording_file(const config::Config& cfg, const std::string& id, const std::string& file, Io& io) {
+    auto st = open_state(cfg);
+    auto r = st.store->find_session(id);
+    if (!r) throw OperationalError("no session with id '" + id + "'");
+    if (r->recording.empty()) throw OperationalError("session " + id + " has no recording (it ended before recording started)");
+    auto path = st.dir->recordings_dir() / r->recording;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw OperationalError("cannot read " + path.string() + ": " + std::strerror(errno));
+    const std::string bytes = read_stream(in);
+    const auto rep = session::verify_recording(as_bytes(bytes), st.dir->recording_key());
+    if (!rep.intact) io.err << "WARNING: the recording fails verification: " << rep.summary() << "\n";
+    if (rep.format_version == session::recording_format_version) {
+        io.err << "WARNING: this recording is not signed (written without a signing key): only the proxy can verify it\n";
+    }
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << bytes;
+    out.flush();
+    if (!out) throw OperationalError("cannot write " + file + ": " + std::strerror(errno));
+    const std::string pub = file + ".pub";
+    std::ofstream key(pub, std::ios::binary | std::ios::trunc);
+    key << session::ed25519_key_text(st.dir->signing_public_key()) << "\n";
+    key.flush();
+    if (!key) throw OperationalError("cannot write " + pub + ": " + std::strerror(errno));
+    io.err << "wrote " << file << " and its public key " << pub << " (check anywhere: glassgate verify " << file
+           << " --public-key " << pub << ")\n";
+    return rep.intact ? exit_ok : exit_failure;
+}
+
+}  // namespace
+
 int cmd_export(const Args& args, Io& io) {
     auto cfg = load_config_or_throw(args, io);
     const auto format = args.get("format").value_or("asciicast");
-    if (format != "asciicast") throw UsageError("unknown --format '" + format + "' (asciicast)");
+    if (format == "ggrec") {
+        const auto file = args.get("output");
+        if (!file || file->empty() || *file == "-") throw UsageError("--format ggrec needs --output FILE");
+        return export_recording_file(cfg, args.positional.at(0), *file, io);
+    }
+    if (format != "asciicast") throw UsageError("unknown --format '" + format + "' (asciicast, ggrec)");
     auto rec = load_recording(cfg, args.positional.at(0), io);
     if (rec.header.protocol != "ssh") {
         throw OperationalError("only terminal (ssh) sessions export as asciicast; use `glassgate replay` for " +

@@ -109,6 +109,7 @@ struct RecordingFile {
 struct RecordingCore {
     std::filesystem::path dir;
     Bytes key;
+    Bytes signing_seed;
     RecordingOptions opts;
     UniqueFd dir_fd;
 
@@ -128,6 +129,7 @@ struct RecordingCore {
 
     ~RecordingCore() {
         if (!key.empty()) crypto::cleanse(key.data(), key.size());
+        if (!signing_seed.empty()) crypto::cleanse(signing_seed.data(), signing_seed.size());
     }
 
     void request_wake() {
@@ -326,7 +328,12 @@ RecordingService::RecordingService(std::filesystem::path dir, std::vector<std::b
     if (opts.checkpoint_interval.count() < 0 || opts.sync_interval.count() < 0) {
         throw std::invalid_argument("recording: intervals must not be negative");
     }
-    core_->opts = opts;
+    if (!opts.signing_seed.empty() && opts.signing_seed.size() != crypto::ed25519_seed_size) {
+        throw std::invalid_argument("recording: signing_seed must be 32 bytes");
+    }
+    core_->signing_seed = std::move(opts.signing_seed);
+    opts.signing_seed.clear();
+    core_->opts = std::move(opts);
     core_->key = std::move(hmac_key);
     core_->dir = std::move(dir);
     std::error_code ec;
@@ -379,7 +386,7 @@ std::shared_ptr<RecordingHandle> RecordingService::open(const session::Recording
         }
     } discard{path};
 
-    session::RecordingEncoder encoder(core_->key, header);
+    session::RecordingEncoder encoder(core_->key, header, core_->signing_seed);
     const Bytes start = encoder.begin();
     // Written now, so a session is refused when its recording cannot even start.
     if (const int err = write_all(fd.get(), start); err != 0) {

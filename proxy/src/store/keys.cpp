@@ -98,13 +98,16 @@ StateDir::StateDir(std::filesystem::path root) : root_(std::move(root)) {
     secrets_key_ = crypto::hkdf_sha256(master, "glassgate secrets aes-256-gcm v1", 32);
     recording_key_ = crypto::hkdf_sha256(master, "glassgate recording checkpoint hmac v1", 32);
     audit_key_ = crypto::hkdf_sha256(master, "glassgate audit hmac v1", 32);
+    signing_seed_ = crypto::hkdf_sha256(master, "glassgate signing ed25519 v1", crypto::ed25519_seed_size);
     crypto::cleanse(master.data(), master.size());
+    signing_public_key_ = crypto::ed25519_public_from_seed(signing_seed_);
 }
 
 StateDir::~StateDir() {
     crypto::cleanse(secrets_key_.data(), secrets_key_.size());
     crypto::cleanse(recording_key_.data(), recording_key_.size());
     crypto::cleanse(audit_key_.data(), audit_key_.size());
+    crypto::cleanse(signing_seed_.data(), signing_seed_.size());
 }
 
 }  // namespace gg::proxy

@@ -133,7 +133,8 @@ std::int64_t us(session::TimePoint t) { return t.time_since_epoch().count(); }
 
 class SqliteStore final : public StateStore {
 public:
-    SqliteStore(const std::filesystem::path& file, Bytes audit_key) : path_(file), audit_key_(std::move(audit_key)) {
+    SqliteStore(const std::filesystem::path& file, Bytes audit_key, Bytes signing_seed)
+        : path_(file), audit_key_(std::move(audit_key)), signing_seed_(std::move(signing_seed)) {
         int rc = sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                                  nullptr);
         if (rc != SQLITE_OK) {
@@ -311,7 +312,7 @@ public:
                 std::memcpy(prev.data(), h.data(), prev.size());
             }
         }
-        auto line = session::make_audit_line(ev, seq, prev, audit_key_);
+        auto line = session::make_audit_line(ev, seq, prev, audit_key_, signing_seed_);
         Stmt s(stmts_, db_, "INSERT INTO audit (seq, line, hash) VALUES (?1, ?2, ?3)");
         s.bind(1, static_cast<std::int64_t>(seq))
             .bind_text(2, line.text)
@@ -398,6 +399,7 @@ private:
 
     std::filesystem::path path_;
     Bytes audit_key_;
+    Bytes signing_seed_;  ///< signs each audit line ("sig") when not empty
     sqlite3* db_ = nullptr;
     StmtCache stmts_;  ///< before close, finalised by the destructor's body
     std::mutex mu_;
@@ -405,8 +407,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file, Bytes audit_key) {
-    return std::make_unique<SqliteStore>(file, std::move(audit_key));
+std::unique_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file, Bytes audit_key, Bytes signing_seed) {
+    return std::make_unique<SqliteStore>(file, std::move(audit_key), std::move(signing_seed));
 }
 
 }  // namespace gg::proxy

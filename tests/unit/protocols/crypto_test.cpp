@@ -35,6 +35,32 @@ TEST_CASE("HKDF-SHA-256 known answer (RFC 5869 test case 1)") {
           "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
 }
 
+TEST_CASE("Ed25519 known answers (RFC 8032 section 7.1, tests 1 and 2)") {
+    const auto seed1 = from_hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").value();
+    CHECK(to_hex(crypto::ed25519_public_from_seed(seed1)) ==
+          "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    CHECK(to_hex(crypto::ed25519_sign(seed1, {})) ==
+          "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+    const auto seed2 = from_hex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb").value();
+    const auto msg2 = from_hex("72").value();
+    crypto::Ed25519Signer signer(seed2);
+    CHECK(to_hex(signer.public_key()) == "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c");
+    const auto sig2 = signer.sign(msg2);
+    CHECK(to_hex(sig2) ==
+          "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00");
+    CHECK(crypto::ed25519_verify(signer.public_key(), msg2, sig2));
+    CHECK_FALSE(crypto::ed25519_verify(signer.public_key(), as_bytes("s"), sig2));
+    CHECK_FALSE(crypto::ed25519_verify(crypto::ed25519_public_from_seed(seed1), msg2, sig2));
+    for (std::size_t i = 0; i < sig2.size() * 8; ++i) {
+        auto bad = sig2;
+        bad[i / 8] ^= static_cast<std::byte>(1u << (i % 8));
+        CHECK_FALSE(crypto::ed25519_verify(signer.public_key(), msg2, bad));
+    }
+    CHECK_FALSE(crypto::ed25519_verify(as_bytes("short"), msg2, sig2));
+    CHECK_FALSE(crypto::ed25519_verify(signer.public_key(), msg2, ByteView(sig2).first(63)));
+    CHECK_THROWS_AS(crypto::Ed25519Signer(as_bytes("short")), crypto::CryptoError);
+}
+
 TEST_CASE("AES-256-GCM seals, opens, and detects every single-bit change") {
     auto key = crypto::random_bytes(32);
     auto sealed = crypto::aes256gcm_seal(key, as_bytes("hunter2"), as_bytes("aad"));

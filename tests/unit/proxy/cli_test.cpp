@@ -11,8 +11,11 @@
 
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "glassgate/proxy/cli/cli.hpp"
 #include "glassgate/proxy/recording/recording_writer.hpp"
@@ -277,6 +280,182 @@ TEST_CASE("serve: a port in use and a missing TLS file are one-line errors with 
     std::ofstream(p) << "[server]\nstate_dir = \"state2\"\nadmin_socket = \"state2/admin.sock\"\n"
                         "[listen]\npostgres = \"127.0.0.1:" + port + "\"\n[tls]\ncert_file = \"missing.crt\"\nkey_file = \"missing.key\"\n";
     CHECK(run({"serve", "--config", p.string()}).code == 1);
+}
+
+// ---- signatures: keys show, export --format ggrec, verify --public-key -------------------------
+
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// A sealed ssh recording of `n` events written by the real recording service; returns its seal.
+RecordingHandle::SealInfo record_session(RecordingService& svc, StateStore& store, const std::string& id, int n) {
+    session::RecordingHeader h;
+    h.session_id = id;
+    h.protocol = "ssh";
+    h.target = "web01";
+    h.identity = "alice";
+    auto handle = svc.open(h);
+    for (int k = 0; k < n; ++k) {
+        REQUIRE(handle->append(session::EventKind::term_output, session::Direction::server_to_client,
+                               as_bytes("line " + std::to_string(k) + "\r\n"), static_cast<std::uint64_t>(k) * 1000));
+        if (k == n / 2) std::this_thread::sleep_for(std::chrono::milliseconds(250));  // a checkpoint in between
+    }
+    auto seal = handle->close(static_cast<std::uint64_t>(n) * 1000);
+    REQUIRE(seal.ok);
+    session::SessionRecord r;
+    r.id = id;
+    r.protocol = session::Protocol::ssh;
+    r.identity = "alice";
+    r.auth = session::AuthMethod::sso;
+    r.target = "web01";
+    r.started = at(1'700'000'000);
+    r.ended = r.started + std::chrono::seconds(75);
+    r.state = session::State::closed;
+    r.close_reason = session::CloseReason::client_disconnect;
+    r.recording = handle->path().filename().string();
+    r.sealed_events = seal.events;
+    r.sealed_chain_hash = seal.chain_hash_hex;
+    store.save_session(r);
+    return seal;
+}
+
+}  // namespace
+
+TEST_CASE("keys show, export --format ggrec, then verify --public-key elsewhere with no configuration") {
+    TempDir dir;
+    auto cfg = write_config(dir);
+    const std::string c = cfg.string();
+    const std::string id = "01JDQ00000000000000000000S";
+    const std::string unsigned_id = "01JDQ00000000000000000000U";
+    {
+        StateDir sd(dir / "state");
+        auto store = open_sqlite_store(sd.store_file(), sd.audit_key(), sd.signing_seed());
+        RecordingService svc(sd.recordings_dir(), sd.recording_key(), RecordingService::Options{.signing_seed = sd.signing_seed()});
+        record_session(svc, *store, id, 40);
+        RecordingService old(dir / "old", sd.recording_key());  // no signing key: version 1
+        record_session(old, *store, unsigned_id, 5);
+        for (int i = 0; i < 4; ++i) {
+            session::AuditEvent ev;
+            ev.time = at(1'700'000'000 + i);
+            ev.type = "session.start";
+            ev.session_id = "S" + std::to_string(i);
+            store->append_audit(ev);
+        }
+    }
+
+    auto keys = run({"keys", "show", "--config", c});
+    REQUIRE_MESSAGE(keys.code == 0, keys.err);
+    const auto key_line = keys.out;
+    CHECK(key_line.rfind("ed25519:", 0) == 0);
+    CHECK(std::count(key_line.begin(), key_line.end(), '\n') == 1);
+    CHECK(keys.err.rfind("fingerprint: SHA256:", 0) == 0);
+    CHECK(run({"keys", "show", "--config", c}).out == key_line);  // stable: derived from the master key
+
+    // Export: the recording file as written, and the public key next to it.
+    auto ex = run({"export", id, "--format", "ggrec", "--output", (dir / "out.ggrec").string(), "--config", c});
+    REQUIRE_MESSAGE(ex.code == 0, ex.err);
+    CHECK(slurp(dir / "out.ggrec") == slurp(dir / "state" / "recordings" / (id + ".ggrec")));
+    CHECK(slurp(dir / "out.ggrec.pub") == key_line);
+    CHECK(run({"export", id, "--format", "ggrec", "--config", c}).code == 2);  // needs --output
+    auto audit = run({"audit", "--config", c});
+    REQUIRE(audit.code == 0);
+
+    // Another machine: only the copied files, no configuration, no state directory.
+    TempDir elsewhere;
+    const auto rec = elsewhere / "rec.ggrec";
+    const auto pub = elsewhere / "proxy.pub";
+    std::filesystem::copy_file(dir / "out.ggrec", rec);
+    std::filesystem::copy_file(dir / "out.ggrec.pub", pub);
+    std::ofstream(elsewhere / "audit.jsonl") << audit.out;
+    const auto cwd = std::filesystem::current_path();
+    std::filesystem::current_path(elsewhere.path());
+    ::unsetenv("GLASSGATE_CONFIG");
+
+    auto ok = run({"verify", rec.string(), "--public-key", pub.string()});
+    CHECK_MESSAGE(ok.code == 0, ok.out << ok.err);
+    CHECK(ok.out.find(rec.string() + "  ok  ok: sealed, 40 events\n") == 0);
+    CHECK(ok.out.find("session: " + id + " (ssh, alice -> web01)") != std::string::npos);
+    CHECK(ok.out.find("checkpoints (the seal included) signed by " + key_line.substr(0, key_line.size() - 1) +
+                      ", verified") != std::string::npos);
+    CHECK(ok.out.find("MACs: not checked") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(elsewhere / "state"));
+    auto js = run({"verify", rec.string(), "--public-key", pub.string(), "--json"});
+    CHECK(js.code == 0);
+    CHECK(boost::json::parse(js.out).as_array().at(0).as_object().at("status").as_string() == "ok");
+
+    const std::string bytes = slurp(rec);
+    auto write = [&](const std::string& content) {
+        const auto p = elsewhere / "x.ggrec";
+        std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+        return p.string();
+    };
+    // A flipped byte.
+    std::string flipped = bytes;
+    flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x20);
+    auto broken = run({"verify", write(flipped), "--public-key", pub.string()});
+    CHECK(broken.code == 1);
+    CHECK(broken.out.find("  broken  BROKEN at") != std::string::npos);
+    // Cut short: intact and signed up to its last checkpoint, not sealed.
+    auto cut = run({"verify", write(bytes.substr(0, bytes.size() - 100)), "--public-key", pub.string()});
+    CHECK_MESSAGE(cut.code == 3, cut.out);
+    CHECK(cut.out.find("  incomplete  incomplete: not sealed") != std::string::npos);
+    // Another key.
+    {
+        TempDir other_state;
+        StateDir other(other_state.path());
+        std::ofstream(elsewhere / "other.pub") << session::ed25519_key_text(other.signing_public_key()) << "\n";
+    }
+    auto wrong = run({"verify", rec.string(), "--public-key", (elsewhere / "other.pub").string()});
+    CHECK(wrong.code == 1);
+    CHECK(wrong.out.find("signed by another key") != std::string::npos);
+    // An unsigned (version 1) recording.
+    auto unsigned_rec = run({"verify", (dir / "old" / (unsigned_id + ".ggrec")).string(), "--public-key", pub.string()});
+    CHECK(unsigned_rec.code == 1);
+    CHECK(unsigned_rec.out.find("not signed") != std::string::npos);
+    // Not a key file; usage errors.
+    std::ofstream(elsewhere / "bad.pub") << "ssh-ed25519 AAAA\n";
+    CHECK(run({"verify", rec.string(), "--public-key", (elsewhere / "bad.pub").string()}).code == 1);
+    CHECK(run({"verify", "--all", "--public-key", pub.string()}).code == 2);
+    CHECK(run({"verify", "--public-key", pub.string()}).code == 2);
+
+    // The exported audit log.
+    const auto audit_file = (elsewhere / "audit.jsonl").string();
+    auto a = run({"verify", "--audit", audit_file, "--public-key", pub.string()});
+    CHECK_MESSAGE(a.code == 0, a.out << a.err);
+    CHECK(a.out.find("audit  ok  4 entries, chain intact, every entry signed by ") == 0);
+    std::vector<std::string> lines;
+    {
+        std::istringstream in(audit.out);
+        for (std::string l; std::getline(in, l);) lines.push_back(l);
+    }
+    REQUIRE(lines.size() == 4);
+    auto write_lines = [&](const std::vector<std::string>& ls) {
+        std::ofstream o(elsewhere / "a2.jsonl", std::ios::trunc);
+        for (const auto& l : ls) o << l << "\n";
+        return (elsewhere / "a2.jsonl").string();
+    };
+    auto removed = lines;
+    removed.erase(removed.begin() + 1);
+    auto ra = run({"verify", "--audit", write_lines(removed), "--public-key", pub.string()});
+    CHECK(ra.code == 1);
+    CHECK(ra.out.find("audit  broken  entry 2") == 0);
+    auto edited = lines;
+    edited[2][edited[2].find("S2")] = 'T';
+    CHECK(run({"verify", "--audit", write_lines(edited), "--public-key", pub.string()}).code == 1);
+    CHECK(run({"verify", "--audit", audit_file, "--public-key", (elsewhere / "other.pub").string()}).code == 1);
+
+    // The real binary, in a directory without any configuration.
+    const std::string cmd = std::string(GG_BINARY) + " verify '" + rec.string() + "' --public-key '" + pub.string() +
+                            "' > '" + (elsewhere / "stdout").string() + "' 2>&1";
+    const int status = std::system(cmd.c_str());
+    CHECK(WIFEXITED(status));
+    CHECK_MESSAGE(WEXITSTATUS(status) == 0, slurp(elsewhere / "stdout"));
+    CHECK(slurp(elsewhere / "stdout").find("signed by ed25519:") != std::string::npos);
+    std::filesystem::current_path(cwd);
 }
 
 TEST_SUITE_END();

@@ -514,4 +514,38 @@ TEST_CASE("sustained throughput with back-pressure") {
     CHECK(rep.events == chunks);
 }
 
+
+TEST_CASE("with a signing key every checkpoint and the seal are signed (version 2, verifiable by public key)") {
+    TempDir tmp;
+    const Bytes seed(32, std::byte{0x42});
+    RecordingService::Options o;
+    o.flush_interval = 20ms;
+    o.signing_seed = seed;
+    RecordingService svc(tmp / "r", the_key, o);
+    auto h = svc.open(header("signed-1"));
+    for (std::uint64_t i = 0; i < 5; ++i) {
+        REQUIRE(h->append(EventKind::term_output, Direction::server_to_client, as_bytes("x"), i));
+        std::this_thread::sleep_for(30ms);  // let the writer checkpoint between events
+    }
+    const auto info = h->close(10);
+    REQUIRE(info.ok);
+    const Bytes file = slurp(h->path());
+    const auto pub = crypto::ed25519_public_from_seed(seed);
+    const auto rec = session::read_recording(file, {}, pub);
+    INFO(rec.report.summary());
+    CHECK(rec.report.intact);
+    CHECK(rec.report.sealed);
+    CHECK(rec.report.format_version == 2);
+    CHECK(rec.report.signatures == rec.report.checkpoints);
+    CHECK(rec.report.signatures >= 2);
+    CHECK(session::matches_seal(rec.report, info.events, info.chain_hash_hex));
+    CHECK(rec.header.extra.at("signing_key").as_string() == session::ed25519_key_text(pub));
+    CHECK(session::verify_recording(file, the_key).signatures == rec.report.signatures);
+    CHECK(o.signing_seed == seed);  // the caller's copy is untouched; the service keeps its own
+
+    RecordingService::Options bad;
+    bad.signing_seed = Bytes(31);
+    CHECK_THROWS_AS(RecordingService(tmp / "r2", the_key, bad), std::invalid_argument);
+}
+
 TEST_SUITE_END();

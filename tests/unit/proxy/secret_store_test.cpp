@@ -40,6 +40,23 @@ TEST_CASE("the state dir is created private, with a 0600 master key that persist
     CHECK(again.secrets_key() == k1);
 }
 
+TEST_CASE("the signing key: an Ed25519 pair derived from the master key, stable, distinct per state dir") {
+    TempDir tmp;
+    crypto::Ed25519PublicKey pub{};
+    {
+        StateDir d(tmp / "state");
+        CHECK(d.signing_seed().size() == 32);
+        CHECK(d.signing_seed() != d.recording_key());
+        CHECK(d.signing_seed() != d.audit_key());
+        CHECK(d.signing_seed() != d.secrets_key());
+        CHECK(crypto::ed25519_public_from_seed(d.signing_seed()) == d.signing_public_key());
+        pub = d.signing_public_key();
+    }
+    CHECK(StateDir(tmp / "state").signing_public_key() == pub);  // no extra file: it follows master.key
+    CHECK_FALSE(std::filesystem::exists(tmp / "state" / "signing.key"));
+    CHECK(StateDir(tmp / "other").signing_public_key() != pub);
+}
+
 TEST_CASE("a group/world-readable master key is refused (fail closed)") {
     TempDir tmp;
     auto root = tmp / "state";

@@ -59,8 +59,15 @@ struct Built {
     std::uint64_t events = 0;
 };
 
-/// header, 4 events, checkpoint, 4 events, checkpoint, 3 events, [seal]
-Built build(bool sealed = true, ByteView key = the_key, std::vector<Event> events = {}) {
+/// Ed25519 private keys (seeds) for signed recordings, and their public keys.
+const Bytes the_seed(32, std::byte{0x11});
+const Bytes other_seed(32, std::byte{0x22});
+const crypto::Ed25519PublicKey the_public = crypto::ed25519_public_from_seed(the_seed);
+const crypto::Ed25519PublicKey other_public = crypto::ed25519_public_from_seed(other_seed);
+
+/// header, 4 events, checkpoint, 4 events, checkpoint, 3 events, [seal]; signed (version 2) with a seed.
+Built build(bool sealed = true, ByteView key = the_key, std::vector<Event> events = {}, ByteView seed = {},
+            const RecordingHeader& header = test_header()) {
     if (events.empty()) {
         for (std::uint64_t i = 0; i < 11; ++i) {
             events.push_back(ev(100 * i, i % 2 ? EventKind::term_input : EventKind::term_output,
@@ -69,7 +76,7 @@ Built build(bool sealed = true, ByteView key = the_key, std::vector<Event> event
         }
     }
     Built b;
-    RecordingEncoder enc(key, test_header());
+    RecordingEncoder enc(key, header, seed);
     b.file = enc.begin();
     auto add = [&](Bytes bytes) {
         if (bytes.empty()) return;
@@ -531,9 +538,13 @@ TEST_CASE("file header problems") {
     Bytes bad = b.file;
     bad[1] = std::byte{'X'};
     CHECK(has_message(verify_recording(bad, the_key), "bad magic"));
+    Bytes v3 = b.file;
+    v3[11] = std::byte{3};
+    CHECK(has_message(verify_recording(v3, the_key), "unsupported recording format version 3"));
+    // A version 1 file relabelled as version 2 (signed) without a signing key in its header.
     Bytes v2 = b.file;
     v2[11] = std::byte{2};
-    CHECK(has_message(verify_recording(v2, the_key), "unsupported recording format version 2"));
+    CHECK(has_message(verify_recording(v2, the_key), "does not name a valid signing_key"));
     CHECK(has_message(verify_recording(to_bytes("hello world, not a recording"), the_key), "bad magic"));
 }
 
@@ -624,6 +635,250 @@ TEST_CASE("random garbage and random mutations never crash the reader") {
         CHECK_FALSE(rec.report.summary().empty());
         if (rec.report.sealed && rec.report.intact) CHECK(f == b.file);
     }
+}
+
+TEST_SUITE_END();
+
+// ---- Ed25519 signatures (format version 2) ----------------------------------------------------
+
+TEST_SUITE_BEGIN("recording signatures");
+
+TEST_CASE("known-answer vector of a signed (version 2) recording") {
+    // docs/recording-format.md section 5.1: verified against an independent implementation (Python,
+    // `cryptography` for Ed25519). Seed: RFC 8032 section 7.1 test 1.
+    const auto seed = from_hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").value();
+    RecordingHeader h;
+    h.session_id = "s1";
+    h.protocol = "ssh";
+    h.started_unix_us = 1;
+    RecordingEncoder enc(to_bytes("key"), h, seed);
+    CHECK(enc.header().extra.at("signing_key").as_string() == "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
+    Bytes f = enc.begin();
+    auto add = [&](Bytes b) { f.insert(f.end(), b.begin(), b.end()); };
+    add(enc.encode(ev(5, EventKind::term_output, Direction::server_to_client, "hi")));
+    add(enc.checkpoint(6));
+    add(enc.seal(7));
+    CHECK(f.size() == 551);
+    CHECK(to_hex(crypto::sha256(f)) == "2f6246c4c04921113ab7fe1748ed48d40d89f7614ccb84ea18945aa47ee5e68e");
+    CHECK(enc.chain_hash_hex() == "857c4d26017d35b7d359bf9e3761887d1916ec00dc9867d732ae8151d43f7229");
+    const auto rep = verify_recording(f, {}, crypto::ed25519_public_from_seed(seed));
+    CHECK(rep.intact);
+    CHECK(rep.sealed);
+    CHECK(rep.signatures == 2);
+}
+
+TEST_CASE("ed25519 key text: format, parse, fingerprint") {
+    const auto text = ed25519_key_text(the_public);
+    CHECK(text.rfind("ed25519:", 0) == 0);
+    CHECK(text.size() == 8 + 44);
+    CHECK(parse_ed25519_key_text(text) == the_public);
+    CHECK(parse_ed25519_key_text("  " + text + "\n") == the_public);
+    CHECK_FALSE(parse_ed25519_key_text(text.substr(8)).has_value());
+    CHECK_FALSE(parse_ed25519_key_text("ed25519:AAAA").has_value());
+    CHECK_FALSE(parse_ed25519_key_text("ssh-ed25519 " + text.substr(8)).has_value());
+    CHECK_FALSE(parse_ed25519_key_text("").has_value());
+    CHECK(ed25519_key_fingerprint(the_public).rfind("SHA256:", 0) == 0);
+    CHECK(ed25519_key_fingerprint(the_public) != ed25519_key_fingerprint(other_public));
+}
+
+TEST_CASE("a signed recording verifies with the public key and no HMAC key") {
+    const Built b = build(true, the_key, {}, the_seed);
+    CHECK(b.file[11] == std::byte{2});
+    const auto rec = read_recording(b.file, {}, the_public);
+    CHECK(rec.report.intact);
+    CHECK(rec.report.sealed);
+    CHECK(rec.report.format_version == 2);
+    CHECK_FALSE(rec.report.mac_checked);
+    CHECK(rec.report.signatures == 3);  // two checkpoints and the seal
+    CHECK(rec.report.checkpoints == 3);
+    CHECK(rec.report.signing_key == ed25519_key_text(the_public));
+    CHECK(rec.events.size() == 11);
+    CHECK(matches_seal(rec.report, b.events, b.chain));
+    CHECK(rec.header.extra.at("signing_key").as_string() == ed25519_key_text(the_public));
+    CHECK(rec.header.extra.at("mode").as_string() == "breakglass");
+
+    // The proxy host (HMAC key) checks MACs and, against the key the header names, the signatures.
+    const auto host = verify_recording(b.file, the_key);
+    CHECK(host.intact);
+    CHECK(host.sealed);
+    CHECK(host.mac_checked);
+    CHECK(host.signatures == 3);
+    const auto both = verify_recording(b.file, the_key, the_public);
+    CHECK(both.intact);
+    CHECK(both.signatures == 3);
+    CHECK(has_message(verify_recording(b.file, other_key, the_public), "MAC invalid"));
+    CHECK_THROWS_AS(RecordingReader(the_key, as_bytes("short")), std::invalid_argument);
+}
+
+TEST_CASE("signed recording: a change at any offset is detected by public-key verification") {
+    // Small file: header, two events, a checkpoint, the seal.
+    std::vector<Event> events = {ev(1, EventKind::term_output, Direction::server_to_client, "ab"),
+                                 ev(2, EventKind::term_input, Direction::client_to_server, "c")};
+    RecordingEncoder enc(the_key, test_header(), the_seed);
+    Bytes file = enc.begin();
+    std::vector<std::pair<std::size_t, std::size_t>> records;
+    records.emplace_back(recording_file_header_size, file.size());
+    auto add = [&](Bytes b) {
+        records.emplace_back(file.size(), file.size() + b.size());
+        file.insert(file.end(), b.begin(), b.end());
+    };
+    add(enc.encode(events[0]));
+    add(enc.checkpoint(1));
+    add(enc.encode(events[1]));
+    add(enc.seal(3));
+    REQUIRE(verify_recording(file, {}, the_public).sealed);
+    for (std::size_t i = 0; i < file.size(); ++i) {
+        // A plain flip (the CRCs catch it) ...
+        Bytes f = file;
+        f[i] ^= std::byte{0x01};
+        const auto rep = verify_recording(f, {}, the_public);
+        INFO("offset ", i, ": ", rep.summary());
+        CHECK_FALSE(rep.intact);
+        // ... and a forger's flip with both CRCs recomputed: only the chain and the signatures can tell.
+        const auto r = std::find_if(records.begin(), records.end(), [&](auto x) { return i >= x.first && i < x.second; });
+        if (r == records.end()) continue;  // the file header: covered by the plain flip
+        const std::size_t at = i - r->first;
+        if ((at >= 14 && at < 18) || i >= r->second - 4) continue;  // a CRC field itself
+        Bytes g = file;
+        g[i] ^= std::byte{0x01};
+        fix_crcs(g, *r);
+        const auto forged = verify_recording(g, {}, the_public);
+        INFO("forged at ", i, ": ", forged.summary());
+        CHECK_FALSE((forged.intact && forged.sealed));
+    }
+}
+
+TEST_CASE("signed recording: a swapped or grafted checkpoint is detected") {
+    const Built b = build(true, the_key, {}, the_seed);
+    const auto c1 = b.records[b.checkpoints[0]];
+    const auto c2 = b.records[b.checkpoints[1]];
+    REQUIRE(c1.second - c1.first == c2.second - c2.first);
+    auto graft = [&](const Bytes& from, std::pair<std::size_t, std::size_t> src, Bytes into,
+                     std::pair<std::size_t, std::size_t> dst) {
+        std::copy(from.begin() + static_cast<std::ptrdiff_t>(src.first), from.begin() + static_cast<std::ptrdiff_t>(src.second),
+                  into.begin() + static_cast<std::ptrdiff_t>(dst.first));
+        return into;
+    };
+    // Checkpoint 2 copied over checkpoint 1, and the two swapped.
+    const Bytes copied = graft(b.file, c2, b.file, c1);
+    const auto rc = verify_recording(copied, {}, the_public);
+    CHECK_FALSE(rc.intact);
+    CHECK(rc.authenticated_events == 0);
+    const Bytes swapped = graft(b.file, c1, copied, c2);
+    CHECK_FALSE(verify_recording(swapped, {}, the_public).intact);
+
+    // Same timestamps everywhere, so only the counts, the chain and the signature can tell.
+    std::vector<Event> same_t;
+    for (int i = 0; i < 11; ++i) same_t.push_back(ev(7, EventKind::term_output, Direction::server_to_client, "line " + std::to_string(i)));
+    const Built s = build(true, the_key, same_t, the_seed);
+    const Bytes s_swapped = graft(s.file, s.records[s.checkpoints[0]],
+                                  graft(s.file, s.records[s.checkpoints[1]], s.file, s.records[s.checkpoints[0]]),
+                                  s.records[s.checkpoints[1]]);
+    const auto rs = verify_recording(s_swapped, {}, the_public);
+    CHECK(has_message(rs, "checkpoint 1: authenticates 8 events"));
+
+    // A checkpoint from another recording signed by the same key: another session id ...
+    RecordingHeader other_h = test_header();
+    other_h.session_id = "01HZY3K6J7V4T1X9Q2M8N5B0ZZ";
+    REQUIRE(other_h.session_id.size() == test_header().session_id.size());
+    const Built o = build(true, the_key, {}, the_seed, other_h);
+    CHECK(has_message(verify_recording(graft(o.file, o.records[o.checkpoints[0]], b.file, c1), {}, the_public),
+                      "checkpoint 1: signature invalid"));
+    // ... or the same session id with other content: the chain differs.
+    const Built d = build(true, the_key, same_t, the_seed);
+    REQUIRE(d.records[d.checkpoints[0]].second - d.records[d.checkpoints[0]].first == c1.second - c1.first);
+    const auto rd = verify_recording(graft(d.file, d.records[d.checkpoints[0]], b.file, c1), {}, the_public);
+    CHECK_FALSE(rd.intact);
+    CHECK(rd.authenticated_events == 0);
+    // The seal of another recording in place of this one's.
+    const auto seal_b = b.records.back();
+    const auto seal_o = o.records.back();
+    CHECK(has_message(verify_recording(graft(o.file, seal_o, b.file, seal_b), {}, the_public), "seal: signature invalid"));
+}
+
+TEST_CASE("signed recording: another key is refused, even when the header is edited to name the expected one") {
+    const Built b = build(true, the_key, {}, the_seed);
+    const auto rep = verify_recording(b.file, {}, other_public);
+    CHECK_FALSE(rep.intact);
+    CHECK(has_message(rep, "signed by another key"));
+    CHECK(rep.authenticated_events == 0);
+
+    // The forger rewrites the header's signing_key (same length) and fixes the CRCs.
+    Bytes f = b.file;
+    const std::pair<std::size_t, std::size_t> h{recording_file_header_size, b.records.front().first};
+    const std::string named = ed25519_key_text(the_public);
+    const std::string wanted = ed25519_key_text(other_public);
+    auto it = std::search(f.begin(), f.end(), as_bytes(named).begin(), as_bytes(named).end());
+    REQUIRE(it != f.end());
+    std::copy(as_bytes(wanted).begin(), as_bytes(wanted).end(), it);
+    fix_crcs(f, h);
+    const auto forged = verify_recording(f, {}, other_public);
+    INFO(forged.summary());
+    CHECK(has_message(forged, "checkpoint 1: signature invalid"));
+    CHECK(forged.checkpoints == 0);
+
+    // A file signed by the other key.
+    const Built o = build(true, the_key, {}, other_seed);
+    CHECK(has_message(verify_recording(o.file, {}, the_public), "signed by another key"));
+    CHECK(verify_recording(o.file, {}, other_public).sealed);
+}
+
+TEST_CASE("signed recording: a truncated file is incomplete, authenticated up to its last checkpoint") {
+    const Built b = build(true, the_key, {}, the_seed);
+    const auto c2 = b.records[b.checkpoints[1]];
+    const auto next = b.records[b.checkpoints[1] + 1];
+    const auto rep = verify_recording(cut(b.file, next.second + 5), {}, the_public);
+    CHECK(rep.intact);
+    CHECK_FALSE(rep.sealed);
+    CHECK(rep.authenticated_events == 8);
+    CHECK(rep.signatures == 2);
+    CHECK(rep.authenticated_bytes == c2.second);
+    INFO(rep.summary());
+    CHECK(rep.summary().rfind("incomplete: not sealed, 9 events, authenticated through checkpoint 2 (8 events)", 0) == 0);
+    // Cut exactly after a checkpoint: the file alone cannot tell (docs section 6.2); matches_seal can.
+    const auto at = verify_recording(cut(b.file, c2.second), {}, the_public);
+    CHECK(at.intact);
+    CHECK_FALSE(at.sealed);
+    CHECK_FALSE(matches_seal(at, b.events, b.chain));
+}
+
+TEST_CASE("an unsigned version 1 file verifies with the HMAC key and is 'not signed' by public key") {
+    const Built b = build(true);
+    CHECK(b.file[11] == std::byte{1});
+    const auto host = verify_recording(b.file, the_key);
+    CHECK(host.intact);
+    CHECK(host.sealed);
+    CHECK(host.format_version == 1);
+    CHECK(host.signatures == 0);
+    CHECK(host.signing_key.empty());
+    const auto pub = verify_recording(b.file, {}, the_public);
+    CHECK_FALSE(pub.intact);
+    CHECK(has_message(pub, "not signed"));
+    CHECK(pub.signatures == 0);
+    // Even with the HMAC key: public-key verification requires signatures.
+    CHECK(has_message(verify_recording(b.file, the_key, the_public), "not signed"));
+}
+
+TEST_CASE("signed recording: integrity kinds of the other version are rejected") {
+    const Built b = build(true, the_key, {}, the_seed);
+    // A signed checkpoint relabelled as an unsigned one (kind 0x02, CRCs fixed).
+    Bytes f = b.file;
+    const auto c1 = b.records[b.checkpoints[0]];
+    f[c1.first + 12] = std::byte{0x02};
+    fix_crcs(f, c1);
+    CHECK(has_message(verify_recording(f, the_key), "not valid in a version 2 file"));
+    CHECK(has_message(verify_recording(f, {}, the_public), "not valid in a version 2 file"));
+    // The version byte set back to 1: the chain starts differently and 0x04 is not a version 1 kind.
+    Bytes v1 = b.file;
+    v1[11] = std::byte{1};
+    CHECK_FALSE(verify_recording(v1, the_key).intact);
+    // An unsigned file's checkpoint relabelled 0x04 in a version 1 file.
+    const Built u = build(true);
+    Bytes g = u.file;
+    const auto u1 = u.records[u.checkpoints[0]];
+    g[u1.first + 12] = std::byte{0x04};
+    fix_crcs(g, u1);
+    CHECK(has_message(verify_recording(g, the_key), "not valid in a version 1 file"));
 }
 
 TEST_SUITE_END();

@@ -67,4 +67,42 @@ Bytes aes256gcm_seal(ByteView key, ByteView plaintext, ByteView aad);
 /// Inverse of aes256gcm_seal; std::nullopt if the input is malformed or fails authentication.
 std::optional<Bytes> aes256gcm_open(ByteView key, ByteView sealed, ByteView aad);
 
+// Ed25519 (RFC 8032, pure EdDSA: the message is signed as is, no pre-hash). Signatures are
+// deterministic: one key and one message always give the same 64 bytes.
+inline constexpr std::size_t ed25519_seed_size = 32;
+inline constexpr std::size_t ed25519_public_key_size = 32;
+inline constexpr std::size_t ed25519_signature_size = 64;
+using Ed25519PublicKey = std::array<std::byte, ed25519_public_key_size>;
+using Ed25519Signature = std::array<std::byte, ed25519_signature_size>;
+
+/// An Ed25519 private key loaded once into OpenSSL, for signing many messages (loading a key
+/// computes its public half, which costs about as much as a signature).
+class Ed25519Signer {
+public:
+    /// `seed` is the 32-byte private key of RFC 8032 section 5.1.5. Throws CryptoError for any other
+    /// length. OpenSSL keeps its own copy; the caller wipes `seed`.
+    explicit Ed25519Signer(ByteView seed);
+    ~Ed25519Signer();
+    Ed25519Signer(Ed25519Signer&&) noexcept;
+    Ed25519Signer& operator=(Ed25519Signer&&) noexcept;
+    Ed25519Signer(const Ed25519Signer&) = delete;
+    Ed25519Signer& operator=(const Ed25519Signer&) = delete;
+
+    [[nodiscard]] const Ed25519PublicKey& public_key() const noexcept { return public_key_; }
+    [[nodiscard]] Ed25519Signature sign(ByteView message) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    Ed25519PublicKey public_key_{};
+};
+
+/// The public key of a 32-byte seed. Throws CryptoError for another length.
+Ed25519PublicKey ed25519_public_from_seed(ByteView seed);
+/// Signs `message` with the 32-byte seed (loads the key each call; use Ed25519Signer for many).
+Ed25519Signature ed25519_sign(ByteView seed, ByteView message);
+/// True iff `signature` is a valid Ed25519 signature of `message` by `public_key`. False (never a
+/// throw) for a key or signature of the wrong length or a key that is not a valid point.
+bool ed25519_verify(ByteView public_key, ByteView message, ByteView signature);
+
 }  // namespace gg::crypto

@@ -4,19 +4,24 @@
 // byte-for-byte specification; the summary below is for readers of this header.
 //
 //   file    = file_header record*                      (append-only)
-//   file_header (12 bytes) = magic "\x89GGREC\r\n" | u32 format_version (= 1)
+//   file_header (12 bytes) = magic "\x89GGREC\r\n" | u32 format_version (1, or 2 when signed)
 //   record  = u32 length | u64 t_us | u8 kind | u8 direction | u32 head_crc | payload[length] | u32 crc
 //             head_crc = CRC-32 of the 14 bytes before it, crc = CRC-32 of every record byte before it
 //   chain   h_0 = SHA-256("glassgate-recording-v1 chain\0" || file_header)
 //           h_{k+1} = SHA-256(h_k || bytes of record k)     for every record k except the seal
 //   record 0 is the header (JSON); a checkpoint or the final seal that is record k carries
 //           u64 k | u64 event_count | h_k | HMAC-SHA-256(key, tag || u16 len || session id || u64 t_us || u64 k || u64 event_count || h_k)
+//   version 2 (a signing key was given): checkpoints and the seal are the kinds signed_checkpoint and
+//           signed_seal, whose payload appends Ed25519(signing key, "glassgate-recording-v2 signature\0" ||
+//           u8 kind || u16 len || session id || u64 t_us || u64 k || u64 event_count || h_k || mac), so
+//           anyone holding the public key can verify a file without the proxy's secret
 //
 // All integers are big-endian. Every byte of a file up to the last valid checkpoint is authenticated;
 // bytes after it are only CRC-checked (see the document for the exact guarantees).
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +34,13 @@
 
 namespace gg::session {
 
+/// Version of files without signatures (HMAC-authenticated checkpoints only).
 inline constexpr std::uint32_t recording_format_version = 1;
+/// Version of files whose checkpoints and seal are also signed with Ed25519 (signed_checkpoint/signed_seal).
+inline constexpr std::uint32_t recording_signed_format_version = 2;
+/// The header's `extra` member naming the signing key: "signing_key":"ed25519:<base64>". Informative
+/// only: a verifier checks signatures against the key its user supplies, never against this one.
+inline constexpr std::string_view recording_signing_key_member = "signing_key";
 /// Size of the fixed file header (magic + version).
 inline constexpr std::size_t recording_file_header_size = 12;
 /// Bytes a record adds around its payload (u32 length, u64 t_us, u8 kind, u8 direction, two CRCs).
@@ -40,7 +51,8 @@ inline constexpr std::size_t recording_max_payload = 16u * 1024u * 1024u;
 inline constexpr std::string_view recording_file_suffix = ".ggrec";
 
 /// Record kinds. Numeric ranges are reserved (see docs/recording-format.md, "Kinds"):
-///   0x00 invalid; 0x01-0x0F integrity records (a reader rejects unknown ones);
+///   0x00 invalid; 0x01-0x0F integrity records (a reader rejects unknown ones, and the kinds its file
+///   version does not use: 0x02/0x03 only in version 1 files, 0x04/0x05 only in version 2 files);
 ///   0x10-0x1F general session events; 0x20-0x3F terminal/SSH; 0x40-0x5F PostgreSQL;
 ///   0x60-0xDF future protocols; 0xE0-0xFF private/experimental.
 /// A reader passes data kinds it does not know through as events (the chain still covers them).
@@ -48,6 +60,8 @@ enum class EventKind : std::uint8_t {
     header = 0x01,       ///< record 0: UTF-8 JSON object (RecordingHeader); written by begin()
     checkpoint = 0x02,   ///< authenticates everything before it; written by checkpoint()
     seal = 0x03,         ///< final checkpoint, last record of a complete file; written by seal()
+    signed_checkpoint = 0x04,  ///< version 2: a checkpoint whose payload also carries an Ed25519 signature
+    signed_seal = 0x05,        ///< version 2: the seal, signed likewise
 
     annotation = 0x10,   ///< free-form UTF-8 note from the proxy ("time-cap warning sent")
 
@@ -77,6 +91,15 @@ enum class Direction : std::uint8_t { none = 0, client_to_server = 1, server_to_
 std::string event_kind_name(EventKind kind);
 /// True for header, checkpoint and seal and the reserved range 0x00-0x0F: not appendable as events.
 constexpr bool is_integrity_kind(EventKind kind) noexcept { return static_cast<std::uint8_t>(kind) < 0x10; }
+
+/// A public key as glassgate prints and reads it: "ed25519:" followed by the standard base64 (RFC 4648
+/// section 4, padded: 44 characters) of the 32-byte key.
+std::string ed25519_key_text(ByteView public_key);
+/// Parses ed25519_key_text's format; surrounding ASCII whitespace (a trailing newline) is ignored.
+/// std::nullopt for anything else.
+std::optional<crypto::Ed25519PublicKey> parse_ed25519_key_text(std::string_view text);
+/// "SHA256:" + unpadded base64 of SHA-256(public key), to compare keys by eye (as ssh-keygen -l does).
+std::string ed25519_key_fingerprint(ByteView public_key);
 
 /// The header record's content. Stored as one JSON object:
 /// {"session_id":..,"protocol":..,"target":..,"identity":..,"started_unix_us":..,"extra":{..}}
@@ -116,8 +139,11 @@ std::optional<RecordingHeader> header_from_json(std::string_view json);
 /// std::length_error: those are programming errors, not data errors.
 class RecordingEncoder {
 public:
-    /// The key is copied (and wiped on destruction).
-    RecordingEncoder(ByteView hmac_key, const RecordingHeader& header);
+    /// The key is copied (and wiped on destruction). With a `signing_seed` (a 32-byte Ed25519 private
+    /// key) the file is version 2: every checkpoint and the seal are also signed, and the header's
+    /// `extra` gets "signing_key":"ed25519:<base64 public key>" (replacing any such member given).
+    /// Throws crypto::CryptoError for a seed that is not 32 bytes.
+    RecordingEncoder(ByteView hmac_key, const RecordingHeader& header, ByteView signing_seed = {});
     ~RecordingEncoder();
     RecordingEncoder(RecordingEncoder&&) noexcept;
     RecordingEncoder& operator=(RecordingEncoder&&) noexcept;
@@ -159,6 +185,7 @@ private:
 
     Bytes key_;
     RecordingHeader header_;
+    std::unique_ptr<crypto::Ed25519Signer> signer_;  ///< null: version 1, unsigned
     crypto::Sha256 sha_;
     crypto::Digest chain_{};
     std::uint64_t records_ = 0;
@@ -223,6 +250,10 @@ struct VerifyReport {
     std::uint64_t authenticated_bytes = 0;   ///< file offset up to which every byte is authenticated
     std::uint64_t file_bytes = 0;            ///< bytes examined
     bool has_header = false;                 ///< the header record was read
+    std::uint32_t format_version = 0;        ///< from the file header (0 if not read)
+    bool mac_checked = true;                 ///< false when verified by public key alone (MACs not checked)
+    std::uint64_t signatures = 0;            ///< valid Ed25519 signatures checked (checkpoints, seal included)
+    std::string signing_key;                 ///< "ed25519:<base64>" the signatures were checked against ("" if none)
 
     struct Problem {
         std::uint64_t offset;       ///< file offset of the offending record (or byte)
@@ -256,8 +287,15 @@ struct DecodedRecording {
 /// bounded by one record (at most recording_max_payload + overhead) plus the events it hands out.
 class RecordingReader {
 public:
-    /// The key is copied (and wiped on destruction).
+    /// Verifies with the proxy's HMAC key (copied, wiped on destruction). A version 2 file's signatures
+    /// are checked too, against the key its header names (a consistency check: the file stays
+    /// verifiable by public key).
     explicit RecordingReader(ByteView hmac_key);
+    /// Verifies with `hmac_key` (empty: MACs are not checked) AND requires every checkpoint and the
+    /// seal to carry a valid Ed25519 signature by `public_key` (32 bytes) — the key the user supplies,
+    /// never the one the file names. A version 1 file (no signatures) is a problem ("not signed").
+    /// Throws std::invalid_argument if `public_key` is not 32 bytes.
+    RecordingReader(ByteView hmac_key, ByteView public_key);
     ~RecordingReader();
     RecordingReader(const RecordingReader&) = delete;
     RecordingReader& operator=(const RecordingReader&) = delete;
@@ -281,10 +319,15 @@ private:
     std::size_t check_head(ByteView head, std::uint64_t offset);
     void process_record(ByteView record, std::uint64_t offset, std::vector<Event>* events);
     bool check_checkpoint(ByteView payload, std::uint64_t t_us, EventKind kind, std::uint64_t offset);
+    bool check_header_key(std::uint64_t offset);
     void fold(ByteView record);
     void problem(std::uint64_t offset, std::string message);
 
     Bytes key_;
+    bool check_mac_ = true;
+    bool require_signatures_ = false;                  ///< public-key verification
+    std::optional<crypto::Ed25519PublicKey> public_key_; ///< the key signatures are checked against
+    std::uint32_t version_ = 0;
     State state_ = State::file_header;
     Bytes carry_;                 ///< an incomplete file header or record spanning chunks
     std::uint64_t pos_ = 0;       ///< absolute offset of the next input byte
@@ -300,5 +343,8 @@ private:
 DecodedRecording read_recording(ByteView file, ByteView hmac_key);
 /// Verifies without keeping the events.
 VerifyReport verify_recording(ByteView file, ByteView hmac_key);
+/// Same with public-key verification (RecordingReader(hmac_key, public_key)); `hmac_key` may be empty.
+DecodedRecording read_recording(ByteView file, ByteView hmac_key, ByteView public_key);
+VerifyReport verify_recording(ByteView file, ByteView hmac_key, ByteView public_key);
 
 }  // namespace gg::session

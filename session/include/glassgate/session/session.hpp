@@ -40,6 +40,9 @@ enum class CloseReason : std::uint8_t {
     shutdown,           ///< the proxy is stopping
     admin_kill,         ///< ended by an operator
     internal_error,
+    proxy_restarted,    ///< the proxy stopped (crash, kill -9, power loss) while the session was open; found
+                        ///< open in the index when it started again. The recording is authenticated up to its
+                        ///< last checkpoint (at most the writer's flush interval before the stop).
 };
 
 std::string_view to_string(Protocol) noexcept;

@@ -4,7 +4,7 @@
 //
 //   session strand --append()--> per-session bounded buffer (mutex + memcpy, never disk I/O)
 //   writer thread, at least every flush_interval (<= 200 ms) and early when a buffer is 1/4 full:
-//     swap the buffer out -> encode (CRC, SHA-256 chain) -> checkpoint (HMAC) -> one write(2)
+//     swap the buffer out -> encode (CRC, SHA-256 chain) -> checkpoint (HMAC, Ed25519) -> one write(2)
 //     -> fdatasync at most every sync_interval per file, and always at seal
 //
 // The hash chain and checkpoints are computed on the writer thread, so callers pay only a memcpy.
@@ -47,6 +47,10 @@ struct RecordingOptions {
     std::chrono::milliseconds checkpoint_interval{0};
     /// Least time between two fdatasync calls on one file (the seal is always synced). Never per event.
     std::chrono::milliseconds sync_interval{1000};
+    /// Ed25519 private key (32-byte seed, StateDir::signing_seed()): every checkpoint and seal is also
+    /// signed (format version 2), so recordings verify by public key. Empty: unsigned version 1 files.
+    /// The service keeps one copy (wiped on destruction) and clears this one.
+    std::vector<std::byte> signing_seed;
 };
 
 class RecordingHandle;
@@ -58,7 +62,7 @@ public:
 
     /// Creates `dir` (0700) if missing. The key authenticates checkpoints (wiped on destruction).
     /// Throws std::system_error (naming the path) if the directory cannot be created or opened, and
-    /// std::invalid_argument for options out of range.
+    /// std::invalid_argument for options out of range (a signing_seed that is neither empty nor 32 bytes).
     RecordingService(std::filesystem::path dir, std::vector<std::byte> hmac_key, Options opts = {});
     /// Flushes every open file (checkpoint + fdatasync, no seal: a session still open at shutdown shows
     /// as not sealed), closes them and joins the writer. Handles outliving the service refuse appends.

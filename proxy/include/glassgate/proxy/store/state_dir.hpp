@@ -7,10 +7,21 @@
 //     recordings/         one <session-id>.ggrec per session
 //
 // Keys are derived from the master key with HKDF-SHA-256 and distinct labels, so the secrets
-// encryption key, the recording checkpoint key and the audit MAC key are independent.
+// encryption key, the recording checkpoint key, the audit MAC key and the signing key are independent.
+//
+// The signing key is an Ed25519 key pair whose 32-byte private key (seed) is HKDF(master, "glassgate
+// signing ed25519 v1"). It signs recording checkpoints and seals and audit lines; its public key
+// (`glassgate keys show`) lets anyone verify them without the proxy's secrets. Deriving it rather
+// than storing a second key file: master.key is already the one secret that must be protected and
+// backed up (whoever reads it can forge every MAC anyway, and would read a signing.key next to it as
+// easily); one file means no second creation race, permission check or backup to forget, and the
+// public key stays the same for as long as the master key does. Replacing master.key replaces the
+// signing key too: keep the old public key to verify older recordings.
 
 #include <filesystem>
 #include <stdexcept>
+
+#include "glassgate/protocols/crypto.hpp"
 
 #include "glassgate/protocols/bytes.hpp"
 
@@ -38,12 +49,18 @@ public:
     [[nodiscard]] const Bytes& secrets_key() const noexcept { return secrets_key_; }
     [[nodiscard]] const Bytes& recording_key() const noexcept { return recording_key_; }
     [[nodiscard]] const Bytes& audit_key() const noexcept { return audit_key_; }
+    /// The Ed25519 private key (32-byte seed) that signs recordings and audit lines.
+    [[nodiscard]] const Bytes& signing_seed() const noexcept { return signing_seed_; }
+    /// Its public key (`glassgate keys show` prints it as "ed25519:<base64>").
+    [[nodiscard]] const crypto::Ed25519PublicKey& signing_public_key() const noexcept { return signing_public_key_; }
 
 private:
     std::filesystem::path root_;
     Bytes secrets_key_;
     Bytes recording_key_;
     Bytes audit_key_;
+    Bytes signing_seed_;
+    crypto::Ed25519PublicKey signing_public_key_{};
 };
 
 }  // namespace gg::proxy

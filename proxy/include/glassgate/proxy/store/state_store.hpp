@@ -7,6 +7,7 @@
 // paths where possible. Failures throw StoreError with a message that names the store and the
 // operation; callers on security paths treat a failure as a denial (fail closed).
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -24,6 +25,17 @@ namespace gg::proxy {
 
 struct StoreError : std::runtime_error {
     using std::runtime_error::runtime_error;
+};
+
+/// Writes a store could not take (no space, I/O error) and keeps in memory until it can; see
+/// with_write_backlog().
+struct StoreBacklogStatus {
+    std::size_t queued = 0;            ///< writes waiting, in order (audit events and index rows)
+    std::size_t audit_events = 0;      ///< audit events among them
+    std::size_t limit = 0;             ///< the bound of the queue (0: this store keeps no backlog)
+    std::uint64_t write_failures = 0;  ///< failed write attempts since start (first tries and retries)
+    std::uint64_t dropped = 0;         ///< writes lost because the queue was at its bound
+    std::string last_error;            ///< the last write failure ("" if none)
 };
 
 struct SessionFilter {
@@ -63,6 +75,9 @@ public:
     virtual std::uint64_t save_session_and_audit(const session::SessionRecord& rec, const session::AuditEvent& ev) = 0;
     /// Lines with seq >= from_seq, in order; at most `limit` (0: all).
     virtual std::vector<std::string> audit_lines(std::uint64_t from_seq, std::size_t limit) = 0;
+
+    /// Writes waiting for storage (only a store made by with_write_backlog() keeps any).
+    [[nodiscard]] virtual StoreBacklogStatus backlog_status() const { return {}; }
 };
 
 /// Appends one audit event; a store failure is logged (naming the event) and returns false, never
@@ -70,7 +85,28 @@ public:
 /// audit write of the proxy; callers that must not lose an event check the result.
 bool append_audit_logged(StateStore& store, const session::AuditEvent& ev) noexcept;
 
-/// Opens (creating if needed) the embedded SQLite store at `file`. `audit_key` MACs the audit chain.
-std::unique_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file, Bytes audit_key);
+struct StoreBacklogOptions {
+    /// Bound of the in-memory queue (audit events and index rows). At the bound a write is dropped,
+    /// counted and logged as an error; the proxy refuses new sessions long before (any backlog).
+    std::size_t max_entries = 10000;
+    /// How often a background thread retries the queue while it is not empty.
+    std::chrono::milliseconds retry_interval{500};
+};
+
+/// Wraps `inner` for `serve`: the sessions index rows and audit events (save_session, append_audit,
+/// save_session_and_audit) that `inner` cannot write — typically because the state directory is full —
+/// are not lost but kept, in order, in a bounded in-memory queue, retried every retry_interval and
+/// written in that order once the store takes writes again. While the queue is not empty every new
+/// write of those kinds goes behind it, so the audit chain keeps the order in which events happened.
+/// A queued write returns normally (append_audit returns seq 0). Everything else (key/value,
+/// compare-and-set: decisions that must fail closed, and reads) passes straight through. The first
+/// failure, the recovery and every drop are logged; backlog_status() feeds the metrics. What is still
+/// queued when the wrapper is destroyed is written if possible, else reported in the log as lost.
+std::unique_ptr<StateStore> with_write_backlog(std::unique_ptr<StateStore> inner, StoreBacklogOptions options = {});
+
+/// Opens (creating if needed) the embedded SQLite store at `file`. `audit_key` MACs the audit chain;
+/// `signing_seed` (StateDir::signing_seed(), empty: none) signs each new audit line with Ed25519.
+std::unique_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file, Bytes audit_key,
+                                              Bytes signing_seed = {});
 
 }  // namespace gg::proxy
