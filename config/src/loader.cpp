@@ -45,7 +45,8 @@ using namespace std::chrono_literals;
 // The schema: every key the loader accepts, per table. Anything else is an error.
 constexpr std::string_view root_keys[] = {"server", "listen", "tls", "idp", "admin", "ssh", "log", "target", "fallback"};
 constexpr std::string_view ssh_keys[] = {"host_key", "login_grace", "sso_cache", "env_allow", "max_auth_failures"};
-constexpr std::string_view server_keys[] = {"state_dir", "admin_socket", "shutdown_grace", "recording_buffer_bytes"};
+constexpr std::string_view server_keys[] = {"state_dir", "admin_socket", "shutdown_grace", "recording_buffer_bytes",
+                                            "min_free_bytes"};
 constexpr std::string_view listen_keys[] = {"postgres", "ssh", "allow_plaintext", "postgres_auth_timeout"};
 constexpr std::string_view tls_keys[] = {"cert_file", "key_file"};
 constexpr std::string_view idp_keys[] = {"issuer",        "client_id",     "audience",          "username_claim",
@@ -294,6 +295,9 @@ private:
         assign(config_.server.shutdown_grace, t.read_duration("shutdown_grace", ZeroDuration::allowed));
         if (auto v = t.read_integer("recording_buffer_bytes", 1, LLONG_MAX)) {
             config_.server.recording_buffer_bytes = static_cast<std::size_t>(*v);
+        }
+        if (auto v = t.read_integer("min_free_bytes", 0, LLONG_MAX)) {
+            config_.server.min_free_bytes = static_cast<std::uint64_t>(*v);
         }
     }
 

@@ -7,6 +7,9 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cerrno>
+#include <system_error>
+
 #include "glassgate/protocols/crypto.hpp"
 #include "glassgate/session/audit_chain.hpp"
 
@@ -83,6 +86,12 @@ std::uint64_t SessionScope::t_us() const {
 bool SessionScope::record(session::EventKind kind, session::Direction dir, ByteView payload) {
     if (!rec_ || closed_) return false;
     return rec_->append(kind, dir, payload, t_us());
+}
+
+bool SessionScope::recording_storage_full() const {
+    const auto why = recording_failure();
+    return why.find(std::error_code(ENOSPC, std::generic_category()).message()) != std::string::npos ||
+           why.find(std::error_code(EDQUOT, std::generic_category()).message()) != std::string::npos;
 }
 
 asio::awaitable<void> SessionScope::make_room(std::size_t payload_bytes) {

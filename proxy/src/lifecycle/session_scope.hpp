@@ -94,6 +94,8 @@ public:
     /// Recording bytes not yet taken by the writer thread.
     [[nodiscard]] std::size_t buffered() const { return rec_ ? rec_->buffered_bytes() : 0; }
     [[nodiscard]] std::string recording_failure() const { return rec_ ? rec_->failure() : std::string(); }
+    /// True when the recording failed because its storage is full (ENOSPC, EDQUOT): the user is told so.
+    [[nodiscard]] bool recording_storage_full() const;
 
     /// Backend ready: the session becomes active.
     void activate();

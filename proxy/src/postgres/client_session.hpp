@@ -65,6 +65,8 @@ private:
     asio::awaitable<Step> authenticate_breakglass(std::string& password);
     asio::awaitable<Step> authenticate_sso(std::string& password);
     asio::awaitable<Step> read_password(std::string& out);
+    /// Refuses a new session while recording storage is full or store writes are waiting (53100).
+    Step check_storage();
     Step open_session();
     asio::awaitable<Step> open_backend();
     /// Greets the client, relays to the end, then parks or closes the backend connection.

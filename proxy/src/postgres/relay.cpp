@@ -128,14 +128,13 @@ asio::awaitable<void> ClientSession::recording_failed() {
     if (ended_) co_return;
     const std::string why = scope_.recording_failure();
     log().error("recording failed, ending the session: {}", why);
-    const bool full = why.find(std::error_code(ENOSPC, std::generic_category()).message()) != std::string::npos ||
-                      why.find(std::error_code(EDQUOT, std::generic_category()).message()) != std::string::npos;
+    const bool full = scope_.recording_storage_full();
     const std::string cause = why.substr(why.rfind(": ") == std::string::npos ? 0 : why.rfind(": ") + 2);
     co_await fatal(full ? "53100" : "58030",
-                   full ? "glassgate: the recording storage is full, so this session is ended"
+                   full ? "glassgate: recording storage is full; this session is ended"
                         : "glassgate: recording this session failed, so it is ended",
                    "nothing is relayed unrecorded (" + cause + ")");
-    end(CloseReason::recording_failed, "recording failed: " + why);
+    end(CloseReason::recording_failed, (full ? "recording storage is full: " : "recording failed: ") + why);
 }
 
 

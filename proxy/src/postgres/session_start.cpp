@@ -58,6 +58,7 @@ asio::awaitable<void> ClientSession::run() {
     svc_->metrics.inc("glassgate_connections_total", {{"protocol", "postgres"}});
     arm_pre_auth_deadline();
     Step refusal = co_await negotiate();
+    if (!refusal) refusal = check_storage();
     if (!refusal) refusal = co_await authenticate();
     if (!refusal) refusal = open_session();
     if (!refusal) refusal = co_await open_backend();
@@ -147,6 +148,15 @@ asio::awaitable<ClientSession::Step> ClientSession::negotiate() {
         forward_ = std::move(login.forward);
         co_return std::nullopt;
     }
+}
+
+ClientSession::Step ClientSession::check_storage() {
+    // Before any credential is looked at: a refusal here consumes nothing. Never relay unrecorded.
+    if (!svc_->storage) return std::nullopt;
+    const auto why = svc_->storage->refusal("postgres");
+    if (!why) return std::nullopt;
+    spdlog::warn("postgres {}: new session refused (user={}, target={}): {}", peer_, user_, target_name_, *why);
+    return Refusal{"53100", std::string(StorageGuard::user_message), {}};
 }
 
 ClientSession::Step ClientSession::open_session() {

@@ -10,6 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include <fstream>
 #include <thread>
 
 #include "glassgate/proxy/store/state_dir.hpp"
@@ -17,6 +18,7 @@
 #include "glassgate/proxy/ops/alerts.hpp"
 #include "glassgate/proxy/breakglass/breakglass.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
+#include "glassgate/proxy/lifecycle/storage_guard.hpp"
 #include "glassgate/proxy/ops/logging.hpp"
 #include "glassgate/proxy/ops/metrics.hpp"
 #include "glassgate/proxy/postgres/pg_proxy.hpp"
@@ -26,6 +28,7 @@
 #include "glassgate/proxy/ssh/ssh_rotator.hpp"
 #include "glassgate/proxy/store/state_dir.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
+#include "glassgate/session/recording.hpp"
 
 namespace gg::proxy {
 namespace asio = boost::asio;
@@ -81,6 +84,7 @@ struct Server::Impl {
     StateDir state;
     std::unique_ptr<StateStore> store;
     std::unique_ptr<RecordingService> recordings;
+    std::shared_ptr<StorageGuard> storage;
     asio::io_context io;
     /// Listeners, signals and shutdown run on this strand; each connection gets a strand of its own,
     /// so the io_context can run on several threads.
@@ -113,7 +117,9 @@ struct Server::Impl {
             ::setrlimit(RLIMIT_NOFILE, &rl);
         }
         try {
-            store = open_sqlite_store(state.store_file(), state.audit_key());
+            // Index rows and audit events that cannot be written (state directory full) wait in memory,
+            // in order, instead of being lost (docs/architecture.md, "State directory full").
+            store = with_write_backlog(open_sqlite_store(state.store_file(), state.audit_key(), state.signing_seed()));
         } catch (const StoreError& e) {
             throw OperationalError(e.what());
         }
@@ -137,7 +143,13 @@ struct Server::Impl {
         identity::declare_metrics(metrics);
         if (cfg.idp) idp = std::make_shared<identity::IdentityProvider>(asio::make_strand(io), *cfg.idp, *store, metrics);
         recordings = std::make_unique<RecordingService>(state.recordings_dir(), state.recording_key(),
-                                                        RecordingService::Options{.buffer_bytes = cfg.server.recording_buffer_bytes});
+                                                        RecordingService::Options{.buffer_bytes = cfg.server.recording_buffer_bytes,
+                                                                                  .signing_seed = state.signing_seed()});
+        StorageGuard::declare_metrics(metrics);
+        storage = std::make_shared<StorageGuard>(
+            *store, metrics, std::vector<std::filesystem::path>{state.recordings_dir(), state.store_file().parent_path()},
+            cfg.server.min_free_bytes);
+        storage->update_metrics();
         close_orphaned_sessions();
         if (pg_acceptor) {
             postgres::declare_metrics(metrics);
@@ -146,10 +158,12 @@ struct Server::Impl {
             pg = std::shared_ptr<postgres::Services>(new postgres::Services{
                 cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, cfg.listen.postgres_auth_timeout});
             pg->pool = postgres::make_backend_pool(&metrics);
+            pg->storage = storage;
         }
         if (ssh_acceptor) {
             auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
             sshs = ssh::make_services(cfg, *store, state.secrets_key(), *recordings, idp, metrics, active_sessions, pool);
+            sshs->storage = storage;
         }
         start_breakglass();
     }
@@ -206,24 +220,52 @@ struct Server::Impl {
         if (ec) throw OperationalError("cannot create admin socket " + path.string() + ": " + ec.message());
     }
 
-    /// Sessions still open in the index belong to a previous run that ended without closing them.
+    /// What the recording of an interrupted session proves: read and verified up to its last
+    /// checkpoint (a file cut by kill -9 reads up to its last whole event).
+    std::pair<std::string, std::uint64_t> verify_interrupted_recording(const session::SessionRecord& r) const {
+        if (r.recording.empty()) return {"no recording (the session had not started recording)", 0};
+        const auto path = state.recordings_dir() / r.recording;
+        std::ifstream in(path, std::ios::binary);
+        if (!in) return {"recording " + path.string() + " cannot be read", 0};
+        session::RecordingReader reader(state.recording_key());
+        std::vector<char> chunk(1 << 20);
+        while (in) {
+            in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+            const auto n = static_cast<std::size_t>(in.gcount());
+            if (n == 0) break;
+            reader.feed(as_bytes(std::string_view(chunk.data(), n)));
+        }
+        const auto rep = reader.finish();
+        return {"recording " + rep.summary(), rep.authenticated_events};
+    }
+
+    /// Sessions still open in the index belong to a previous run that stopped without closing them
+    /// (crash, kill -9, power loss): each is closed as interrupted (proxy_restarted), its recording
+    /// verified up to its last checkpoint, and session.end audited with outcome "interrupted".
     void close_orphaned_sessions() {
         for (auto state_v : {session::State::authenticating, session::State::connecting, session::State::active,
                              session::State::closing}) {
             SessionFilter f;
             f.state = state_v;
             for (auto r : store->list_sessions(f)) {
+                const auto [recording, authenticated] = verify_interrupted_recording(r);
                 r.state = session::State::closed;
-                r.close_reason = session::CloseReason::internal_error;
-                r.close_detail = "the proxy stopped while this session was open";
+                r.close_reason = session::CloseReason::proxy_restarted;
+                r.close_detail = "interrupted: the proxy stopped while this session was " +
+                                 std::string(session::to_string(state_v)) + " (crash or kill); " + recording;
                 r.ended = now();
-                store->save_session(r);
                 if (r.auth == session::AuthMethod::breakglass) orphaned_breakglass.push_back(r);
                 session::AuditEvent ev{.time = now(), .type = "session.end", .session_id = r.id, .identity = r.identity,
-                                       .target = r.target, .source = r.client_address, .outcome = "error",
-                                       .reason = r.close_detail, .details = {}};
-                store->append_audit(ev);
-                spdlog::warn("session {} was open when the proxy last stopped; marked closed", r.id);
+                                       .target = r.target, .source = r.client_address, .outcome = "interrupted",
+                                       .reason = "proxy_restarted: the proxy stopped while the session was open",
+                                       .details = {{"auth", std::string(session::to_string(r.auth))},
+                                                   {"state", std::string(session::to_string(state_v))},
+                                                   {"recording", r.recording},
+                                                   {"recording_check", recording},
+                                                   {"authenticated_events", authenticated}}};
+                store->save_session_and_audit(r, ev);
+                spdlog::warn("session {} was {} when the proxy last stopped; closed as interrupted ({})", r.id,
+                             session::to_string(state_v), recording);
             }
         }
     }
@@ -337,6 +379,13 @@ struct Server::Impl {
             spdlog::error("status: cannot list rotation jobs: {}", e.what());
         }
         o["rotation_pending"] = std::move(pending);
+        const auto b = store->backlog_status();
+        o["store_backlog"] = boost::json::object{{"queued", b.queued},
+                                                 {"audit_events", b.audit_events},
+                                                 {"limit", b.limit},
+                                                 {"write_failures", b.write_failures},
+                                                 {"dropped", b.dropped},
+                                                 {"last_error", b.last_error}};
         return o;
     }
 
@@ -373,6 +422,7 @@ struct Server::Impl {
             } else if (target == "/metrics") {
                 res.result(bhttp::status::ok);
                 res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+                if (storage) storage->update_metrics();
                 res.body() = metrics.render();
             } else if (target == "/healthz") {
                 res.result(bhttp::status::ok);

@@ -274,6 +274,11 @@ bool Connection::record(EventKind kind, Direction dir, std::string_view bytes) {
 
 void Connection::recording_failed() {
     if (reason_ != CloseReason::none && reason_ != CloseReason::recording_failed) return;
+    if (scope_.recording_storage_full()) {
+        cut_all(CloseReason::recording_failed, "glassgate: recording storage is full; this session is ended");
+        end(CloseReason::recording_failed, "recording storage is full: " + scope_.recording_failure());
+        return;
+    }
     cut_all(CloseReason::recording_failed, "glassgate: recording failed, so the session is ended");
     end(CloseReason::recording_failed, "recording failed: " + scope_.recording_failure());
 }

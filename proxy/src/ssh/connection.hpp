@@ -102,6 +102,8 @@ private:
     void on_kbd_response(MessageHandle m);
     bool step_auth();
     bool finish_device_login();
+    /// True (logged, counted) when new sessions are refused for lack of storage (StorageGuard).
+    bool storage_refused();
     void refuse_auth(MessageHandle m, const std::string& user_message, const std::string& log_reason,
                      bool counted = true);
     void admit(MessageHandle m, const std::string& identity, const std::vector<std::string>& groups,

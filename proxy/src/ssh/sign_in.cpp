@@ -55,6 +55,10 @@ void Connection::on_publickey(MessageHandle m) {
         ssh_message_reply_default(m.get());
         return;
     }
+    if (storage_refused()) {  // keyboard-interactive tells the user why
+        ssh_message_reply_default(m.get());
+        return;
+    }
     const auto state = auth_publickey_state(m.get());
     if (state == SSH_PUBLICKEY_STATE_NONE) {
         ssh_message_auth_reply_pk_ok_simple(m.get());
@@ -72,6 +76,14 @@ void Connection::on_publickey(MessageHandle m) {
         }
     }
     ssh_message_reply_default(m.get());
+}
+
+bool Connection::storage_refused() {
+    if (!svc_->storage) return false;
+    const auto why = svc_->storage->refusal("ssh");
+    if (!why) return false;
+    spdlog::warn("ssh {}: new session refused (login={}): {}", peer_, login_user_, *why);
+    return true;
 }
 
 void Connection::refuse_auth(MessageHandle m, const std::string& user_message, const std::string& log_reason,
@@ -100,6 +112,12 @@ void Connection::on_kbd_start(MessageHandle m) {
     if (kbd_ != Kbd::none) {  // a restarted exchange while one is running: answer the newest
         held_ = std::move(m);
         if (kbd_ == Kbd::prompted || kbd_ == Kbd::waiting_result) kbd_ = Kbd::waiting_prompt;
+        return;
+    }
+    if (storage_refused()) {
+        // Before any credential is looked at: a refusal here consumes nothing. Never relay unrecorded.
+        refuse_auth(std::move(m), std::string(StorageGuard::user_message).substr(std::string_view("glassgate: ").size()),
+                    "recording storage is full", false);
         return;
     }
     if (const auto wait = svc_->throttle.wait_for(peer_addr_, steady::now()); wait > 0s) {

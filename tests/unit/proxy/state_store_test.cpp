@@ -17,6 +17,16 @@ namespace {
 
 session::TimePoint at(std::int64_t s) { return session::TimePoint(std::chrono::seconds(s)); }
 
+/// Polls `ready` for up to 10 s.
+template <class F>
+bool wait_until_true(F ready) {
+    for (int i = 0; i < 1000; ++i) {
+        if (ready()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return ready();
+}
+
 session::SessionRecord rec(std::string id, std::string who, std::string target, std::int64_t start,
                            session::AuthMethod auth = session::AuthMethod::sso) {
     session::SessionRecord r;
@@ -223,6 +233,100 @@ TEST_CASE("save_session_and_audit: the session row and the audit entry land toge
     session::AuditVerifier v(key);
     for (const auto& l : lines) v.feed(l);
     CHECK_MESSAGE(v.ok(), v.problem());
+}
+
+namespace {
+
+/// A store whose index and audit writes fail while `failing` is set (a full disk), else a real one.
+class FlakyStore final : public StateStore {
+public:
+    FlakyStore(std::unique_ptr<StateStore> inner, std::atomic<bool>& failing) : inner_(std::move(inner)), failing_(failing) {}
+    std::optional<std::string> get(std::string_view ns, std::string_view key) override { return inner_->get(ns, key); }
+    void put(std::string_view ns, std::string_view key, std::string_view value) override {
+        fail_if();
+        inner_->put(ns, key, value);
+    }
+    bool erase(std::string_view ns, std::string_view key) override { return inner_->erase(ns, key); }
+    std::vector<std::pair<std::string, std::string>> list(std::string_view ns) override { return inner_->list(ns); }
+    bool compare_and_set(std::string_view ns, std::string_view key, const std::optional<std::string>& expected,
+                         const std::optional<std::string>& desired) override {
+        fail_if();
+        return inner_->compare_and_set(ns, key, expected, desired);
+    }
+    void save_session(const session::SessionRecord& r) override {
+        fail_if();
+        inner_->save_session(r);
+    }
+    std::optional<session::SessionRecord> find_session(std::string_view id) override { return inner_->find_session(id); }
+    std::vector<session::SessionRecord> list_sessions(const SessionFilter& f) override { return inner_->list_sessions(f); }
+    std::uint64_t append_audit(const session::AuditEvent& ev) override {
+        fail_if();
+        return inner_->append_audit(ev);
+    }
+    std::uint64_t save_session_and_audit(const session::SessionRecord& r, const session::AuditEvent& ev) override {
+        fail_if();
+        return inner_->save_session_and_audit(r, ev);
+    }
+    std::vector<std::string> audit_lines(std::uint64_t from, std::size_t limit) override {
+        return inner_->audit_lines(from, limit);
+    }
+
+private:
+    void fail_if() const {
+        if (failing_) throw StoreError("state store: database or disk is full");
+    }
+    std::unique_ptr<StateStore> inner_;
+    std::atomic<bool>& failing_;
+};
+
+session::AuditEvent event(std::string type, std::int64_t t) {
+    session::AuditEvent ev;
+    ev.time = at(t);
+    ev.type = std::move(type);
+    return ev;
+}
+
+}  // namespace
+
+TEST_CASE("write backlog: index and audit writes that fail wait in order and are written when the store recovers") {
+    TempDir dir;
+    const auto key = to_bytes("audit key");
+    std::atomic<bool> failing{false};
+    auto st = with_write_backlog(std::make_unique<FlakyStore>(open_sqlite_store(dir / "s.db", key), failing),
+                                 {.max_entries = 4, .retry_interval = std::chrono::milliseconds(20)});
+    CHECK(st->append_audit(event("a", 1)) == 1);
+    CHECK(st->backlog_status().queued == 0);
+
+    failing = true;
+    CHECK(st->append_audit(event("b", 2)) == 0);  // kept, not thrown
+    auto closed = rec("S1", "alice", "appdb", 2);
+    closed.state = session::State::closed;
+    CHECK(st->save_session_and_audit(closed, event("c", 3)) == 0);
+    st->save_session(rec("S2", "bob", "appdb", 3));
+    auto b = st->backlog_status();
+    CHECK(b.queued == 3);
+    CHECK(b.audit_events == 2);
+    CHECK(b.write_failures >= 1);
+    CHECK(b.last_error.find("disk is full") != std::string::npos);
+    CHECK(st->append_audit(event("d", 4)) == 0);
+    CHECK_THROWS_AS(st->append_audit(event("e", 5)), StoreError);  // at the bound: dropped, counted
+    CHECK(st->backlog_status().dropped == 1);
+    CHECK_THROWS_AS(st->put("ns", "k", "v"), StoreError);  // decisions are not queued
+
+    failing = false;
+    REQUIRE(wait_until_true([&] { return st->backlog_status().queued == 0; }));
+    // Written in the order they happened, behind nothing else; the chain verifies.
+    auto lines = st->audit_lines(1, 0);
+    REQUIRE(lines.size() == 4);
+    for (std::size_t i = 0; i < 4; ++i) {
+        CHECK(lines[i].find(std::string("\"event\":\"") + "abcd"[i] + "\"") != std::string::npos);
+    }
+    session::AuditVerifier v(key);
+    for (const auto& l : lines) v.feed(l);
+    CHECK_MESSAGE(v.ok(), v.problem());
+    CHECK(st->find_session("S1").value().state == session::State::closed);
+    CHECK(st->find_session("S2").has_value());
+    CHECK(st->append_audit(event("f", 6)) == 5);
 }
 
 TEST_CASE("opening a store in a missing directory names the path") {

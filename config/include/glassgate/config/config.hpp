@@ -30,6 +30,9 @@ struct ServerConfig {
     std::filesystem::path admin_socket = "var/admin.sock";  ///< [restart] local control socket for the CLI
     Duration shutdown_grace = std::chrono::seconds(10);  ///< how long sessions get to finish on SIGTERM
     std::size_t recording_buffer_bytes = 4u << 20;     ///< per-session bound of unflushed recording data
+    /// New sessions are refused while the file system of the recordings directory or of the state
+    /// store has less than this available (0: only a write failure refuses them).
+    std::uint64_t min_free_bytes = 8u << 20;
 };
 
 struct ListenConfig {

@@ -29,6 +29,7 @@
 #include "glassgate/proxy/recording/recording_writer.hpp"
 #include "glassgate/proxy/store/secret_store.hpp"
 #include "glassgate/proxy/lifecycle/session_closers.hpp"
+#include "glassgate/proxy/lifecycle/storage_guard.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy::postgres {
@@ -92,6 +93,8 @@ struct Services {
     void close_all(const std::string& why) { closers.close_all(why); }
     /// Break-glass authenticator; null: logins as emergency accounts are refused like any unknown user.
     std::shared_ptr<breakglass::Service> breakglass;
+    /// Admission by storage (free space, store backlog), checked before sign-in; null: not checked.
+    std::shared_ptr<StorageGuard> storage;
 };
 
 /// Creates the client-facing TLS context from [tls] (TLS 1.2+, ALPN "postgresql" accepted).

@@ -22,6 +22,7 @@
 #include "glassgate/proxy/ops/metrics.hpp"
 #include "glassgate/proxy/recording/recording_writer.hpp"
 #include "glassgate/proxy/lifecycle/session_closers.hpp"
+#include "glassgate/proxy/lifecycle/storage_guard.hpp"
 #include "glassgate/proxy/ssh/auth_throttle.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
 
@@ -47,6 +48,8 @@ struct Services {
     Metrics& metrics;
     std::atomic<std::uint64_t>& active_sessions;
     std::shared_ptr<breakglass::Service> breakglass;  ///< ACCOUNT:TARGET logins; null: none
+    /// Admission by storage (free space, store backlog), checked before sign-in; null: not checked.
+    std::shared_ptr<StorageGuard> storage;
     std::shared_ptr<boost::asio::thread_pool> blocking;
     AuthThrottle throttle;
     ApprovalCache approvals;
