@@ -88,12 +88,12 @@ PostgresPeer::PostgresPeer(PostgresOptions options) : options_(std::move(options
         }
     }
 
-    ServerSpec spec{.name = "postgres",
+    spec_ = ServerSpec{.name = "postgres",
                     .log_file = log_file(),
                     .stop_signal = SIGINT,  // fast shutdown: roll back open transactions, close sessions, checkpoint
                     .grace = std::chrono::seconds(30),
                     .timeout = options_.start_timeout};
-    spec.make = [this](std::uint16_t port) {
+    spec_.make = [this](std::uint16_t port) {
         std::vector<std::string> argv = {
             (bindir_ / "postgres").string(),
             "-D", data_dir().string(),
@@ -115,13 +115,13 @@ PostgresPeer::PostgresPeer(PostgresOptions options) : options_(std::move(options
         }
         return SpawnOptions{.argv = std::move(argv), .cwd = dir_.path(), .run_as = run_as_};
     };
-    spec.ready = [this](std::uint16_t port) {
+    spec_.ready = [this](std::uint16_t port) {
         return run({(bindir_ / "pg_isready").string(), "-q", "-h", "127.0.0.1", "-p", std::to_string(port),
                     "-t", "2"},
                    RunOptions{.timeout = std::chrono::seconds(5)})
                    .exit_code == 0;
     };
-    auto started = start_server(spec);
+    auto started = start_server(spec_);
     server_ = std::move(started.process);
     port_ = started.port;
 }
@@ -129,6 +129,13 @@ PostgresPeer::PostgresPeer(PostgresOptions options) : options_(std::move(options
 PostgresPeer::~PostgresPeer() { stop(); }
 
 void PostgresPeer::stop() { server_.stop(); }
+
+void PostgresPeer::start_again() {
+    server_.stop();
+    auto spec = spec_;
+    spec.fixed_port = port_;
+    server_ = start_server(spec).process;
+}
 
 std::string PostgresPeer::conninfo(std::string_view db, std::string_view user, std::string_view password,
                                    std::string_view sslmode) const {

@@ -66,6 +66,9 @@ class PostgresPeer : public LoopbackPeer {
 
     /// Fast shutdown now (the destructor does the same).
     void stop();
+    /// Starts the server again on the same port and data directory (after stop(): a backend that was down
+    /// and comes back). Throws PeerError when it cannot start.
+    void start_again();
 
  private:
     PostgresOptions options_;
@@ -74,6 +77,7 @@ class PostgresPeer : public LoopbackPeer {
     std::string run_as_;
     std::string password_;
     CertFiles cert_;
+    ServerSpec spec_;
     Process server_;
 };
 

@@ -1,6 +1,8 @@
 #pragma once
 // A webhook receiver for tests: a loopback HTTP server that answers 200 to every request and keeps the
-// JSON bodies in arrival order (glassgate's alert webhooks post one JSON object per event).
+// JSON bodies in arrival order (glassgate's alert webhooks post one JSON object per event). It can
+// also answer 503 and keep nothing (set_failing), or be started on a port chosen before (a receiver
+// that was down and comes back at the same URL).
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -21,11 +23,15 @@ namespace gg::harness {
 /// A loopback HTTP server that answers 200 to every request and keeps the bodies, in arrival order.
 class WebhookReceiver {
 public:
-    WebhookReceiver() {
+    /// On a free port, or on `port` (0 = any).
+    explicit WebhookReceiver(std::uint16_t port = 0) {
         fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         sockaddr_in a{};
         a.sin_family = AF_INET;
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(port);
         if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw PeerError("webhook receiver: cannot bind");
         socklen_t len = sizeof a;
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
@@ -39,6 +45,11 @@ public:
         ::close(fd_);
         thread_.join();
     }
+    /// While true, every request is answered 503 and not kept (a receiver that is failing).
+    void set_failing(bool failing) { failing_ = failing; }
+    /// Requests answered 503 so far.
+    [[nodiscard]] int refused() const { return refused_; }
+    [[nodiscard]] std::uint16_t port() const { return port_; }
     [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
     [[nodiscard]] std::vector<boost::json::object> events() const {
         std::lock_guard lk(mu_);
@@ -71,9 +82,16 @@ private:
                 }
                 if (need != std::string::npos && req.size() >= need) break;
             }
-            const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-            (void)!::write(c, ok.data(), ok.size());
+            const bool failing = failing_;
+            const std::string answer = failing
+                                           ? "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                                           : "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            (void)!::write(c, answer.data(), answer.size());
             ::close(c);
+            if (failing) {
+                ++refused_;
+                continue;
+            }
             auto at = req.find("\r\n\r\n");
             if (at == std::string::npos) continue;
             boost::system::error_code ec;
@@ -87,6 +105,8 @@ private:
     int fd_ = -1;
     std::uint16_t port_ = 0;
     std::atomic<bool> stop_{false};
+    std::atomic<bool> failing_{false};
+    std::atomic<int> refused_{0};
     std::thread thread_;
     mutable std::mutex mu_;
     std::vector<boost::json::object> events_;

@@ -4,7 +4,10 @@
 // passphrase and a reason works on the allowed target, is refused on another and without a reason -> time
 // cap after the warning -> the backend password is rotated (old refused, new works) -> the same passphrase
 // is refused -> the webhook got the events in order -> the audit log tells the story -> IdP back -> refused
-// again with an alert. Then: several psql at once with one passphrase, exactly one gets in.
+// again with an alert. Then: several psql at once with one passphrase, exactly one gets in; faults around
+// it: a webhook receiver failing during a session (alerts delivered later, in order), the backend down at
+// rotation time with serve restarted meanwhile (the rotation resumes when the backend is back), and the
+// IdP flapping every second for a minute (no emergency; forged tokens are no IdP evidence).
 
 #include <doctest/doctest.h>
 
@@ -20,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "glassgate/protocols/oidc/base64url.hpp"
 #include "glassgate/proxy/store/secret_store.hpp"
 #include "glassgate/proxy/store/state_dir.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
@@ -41,14 +45,16 @@ namespace {
 struct Stack : PgStack {
     WebhookReceiver hooks;
 
-    explicit Stack(const std::string& rule_extra = "max_session = \"6s\"\nwarn_before = \"3s\"\nrotate_on_close = true\n")
+    explicit Stack(const std::string& rule_extra = "max_session = \"6s\"\nwarn_before = \"3s\"\nrotate_on_close = true\n",
+                   const std::string& idp_extra =
+                       "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nunreachable_after = 2\nhealthy_after = 1\n")
         // Every statement logged, so the test can check that the new password never reaches the server's log.
         : PgStack({.postgres = PostgresOptions{.settings = {"log_statement=all"}}}) {
         const std::string target_common = "protocol = \"postgres\"\naddress = \"127.0.0.1:" + std::to_string(pg.port()) +
                                           "\"\ndatabase = \"app\"\nbackend_user = \"app_owner\"\ntls = \"require\"\n"
                                           "allow = [\"alice\"]\n";
         write_config(
-            {.idp_extra = "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nunreachable_after = 2\nhealthy_after = 1\n",
+            {.idp_extra = idp_extra,
              .tables = "[[target]]\nname = \"appdb\"\n" + target_common + "[[target]]\nname = \"otherdb\"\n" + target_common +
                        "pool_size = 2\n"
                        "[[fallback]]\nname = \"sso-outage\"\ntrigger = \"idp_unreachable\"\naccounts = [\"bg-oncall-1\"]\n"
@@ -358,33 +364,8 @@ TEST_CASE("a declared emergency with the IdP healthy: CLI and serve share it; me
                                      "breakglass.session_end", "emergency.left"}));
 }
 
-TEST_CASE("kill -9 during an emergency session: credential stays consumed, recording readable, rotation after restart") {
-    Stack s("max_session = \"5m\"\nrotate_on_close = true\n");
-    const std::string pass = s.stage();
-    s.idp_outage();
-    RunResult r;
-    std::thread client([&] { r = s.psql({"select 'marker-' || 42", "select pg_sleep(60)"}, pass, "INC-9"); });
-    s.wait_in_use();
-    std::this_thread::sleep_for(1s);  // the writer flushes at least every 200 ms
-    s.serve.signal_group(SIGKILL);
-    (void)s.serve.wait_for(10s);
-    client.join();
-    CHECK(r.exit_code != 0);
-    CHECK(s.account_state() == "in-use");  // consumed; never usable again
-
-    s.start_serve();
-    const auto id = s.newest_breakglass_session();
-    REQUIRE(!id.empty());
-    CHECK(wait_until([&] { return s.account_state() == "used"; }, 10s, 100ms));
-    REQUIRE_MESSAGE(wait_until([&] { return s.rotation_done_for(id); }, 30s, 250ms), s.serve_log());
-    CHECK(s.pg.psql_as("app_owner", s.app_password, "app", "select 1").exit_code != 0);
-    CHECK(s.pg.psql_as("app_owner", s.backend_secret(), "app", "select 1").exit_code == 0);
-    auto replay = s.gg({"replay", id});
-    CHECK_MESSAGE(replay.out.find("marker-") != std::string::npos, replay.describe());
-    REQUIRE(wait_until([&] { return s.mode() == "emergency"; }, 20s, 200ms));
-    auto again = s.psql({"select 1"}, pass);
-    CHECK_MESSAGE(again.err.find("already used") != std::string::npos, again.describe());
-}
+// kill -9 during an emergency session (credential stays consumed, recording authenticated through the
+// kill, rotation after the restart) is part of the fault suite: faults_test.cpp.
 
 TEST_CASE("the backend refuses logins when the session closes: rotation-pending, retried until it works") {
     Stack s("max_session = \"5m\"\nrotate_on_close = true\n");
@@ -417,6 +398,148 @@ TEST_CASE("the backend refuses logins when the session closes: rotation-pending,
     CHECK(s.backend_secret() != s.app_password);
     CHECK(s.pg.psql_as("app_owner", s.app_password, "app", "select 1").exit_code != 0);
     CHECK(s.pg.psql_as("app_owner", s.backend_secret(), "app", "select 1").exit_code == 0);
+}
+
+TEST_CASE("webhook receiver failing during a break-glass session: the session is unaffected, alerts arrive later in order") {
+    Stack s("max_session = \"5m\"\nrotate_on_close = true\n");
+    s.hooks.set_failing(true);
+    const std::string pass = s.stage();
+    s.idp_outage();
+    auto r = s.psql({"select 'during-' || 'outage'"}, pass, "INC-11");
+    CHECK_MESSAGE(r.exit_code == 0, r.describe());
+    CHECK(r.out == "during-outage\n");
+    const auto id = s.newest_breakglass_session();
+    REQUIRE_MESSAGE(wait_until([&] { return s.rotation_done_for(id); }, 40s, 250ms), s.serve_log());
+    CHECK(s.hooks.names().empty());
+    CHECK(s.hooks.refused() >= 1);
+    CHECK(s.metric("glassgate_alerts_pending") >= 4);  // entered, login, session_end, rotation.done
+    s.hooks.set_failing(false);
+    const std::vector<std::string> story = {"emergency.entered", "breakglass.login", "breakglass.session_end",
+                                            "rotation.done"};
+    REQUIRE_MESSAGE(wait_until([&] { return in_order(s.hooks.names(), story); }, 90s, 250ms),
+                    joined(s.hooks.names()) << s.serve_log());
+    // Delivered in the order they were raised, each once: seq 1, 2, 3, ... without a gap or a repeat.
+    std::int64_t expect = 1;
+    for (const auto& e : s.hooks.events()) CHECK(e.at("seq").as_int64() == expect++);
+    CHECK(wait_until([&] { return s.metric("glassgate_alerts_pending") == 0; }, 30s, 250ms));
+    // Only the first alert was retried: the others waited behind it and went through at their first attempt.
+    CHECK(s.metric("glassgate_alerts_total{event=\"emergency.entered\",outcome=\"retry\"}") >= 1);
+    CHECK(s.metric("glassgate_alerts_total{event=\"breakglass.login\",outcome=\"retry\"}") <= 0);
+}
+
+TEST_CASE("backend down at rotation time and serve restarted while it is pending: the rotation resumes when the backend is back") {
+    Stack s("max_session = \"5m\"\nrotate_on_close = true\n");
+    const std::string pass = s.stage();
+    s.idp_outage();
+    RunResult r;
+    std::thread client([&] { r = s.psql({"select pg_sleep(120)"}, pass, "INC-12"); });
+    s.wait_in_use();
+    s.pg.stop();  // the backend goes away: the session ends, its rotation finds no backend
+    client.join();
+    CHECK(r.exit_code != 0);
+    const auto id = s.newest_breakglass_session();
+    auto attempts = [&]() -> std::int64_t {
+        auto st = s.status();
+        auto* p = st.if_contains("rotation_pending");
+        if (!p || !p->is_array() || p->as_array().empty()) return -1;
+        return p->as_array()[0].as_object().at("attempts").as_int64();
+    };
+    REQUIRE_MESSAGE(wait_until([&] { return attempts() >= 1; }, 30s, 250ms), s.serve_log());
+    auto list = s.gg({"breakglass", "list"});
+    CHECK_MESSAGE(list.out.find("rotation of appdb pending since") != std::string::npos, list.describe());
+    CHECK(list.out.find("last error: ") != std::string::npos);
+
+    // serve restarts while the rotation is pending and the backend is still down.
+    s.serve.stop();
+    s.start_serve();
+    auto human = s.gg({"status"});
+    CHECK_MESSAGE(human.out.find("appdb rotation-pending since") != std::string::npos, human.describe());
+    CHECK(human.out.find("last error") != std::string::npos);
+    // Retries back off (5 s, 10 s, 20 s, ...): wait until the next one is far away, so that only noticing
+    // the backend's return can explain a rotation done soon after it.
+    REQUIRE_MESSAGE(wait_until([&] { return attempts() >= 3; }, 60s, 250ms), s.serve_log());
+    std::int64_t next_us = 0;
+    {
+        auto st = s.status();
+        next_us = st.at("rotation_pending").as_array()[0].as_object().at("next_attempt_us").as_int64();
+    }
+    s.pg.start_again();
+    const auto back_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+    REQUIRE_MESSAGE(wait_until([&] { return s.rotation_done_for(id); }, 60s, 250ms), s.serve_log());
+    const auto done_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+    MESSAGE("backend back " << (next_us - back_us) / 1000 << " ms before the next scheduled attempt; rotation done "
+                            << (done_us - back_us) / 1000 << " ms after the backend came back");
+    CHECK(done_us < next_us);  // done before the backoff would have retried
+    CHECK(s.serve_log().find("accepts connections; retrying now") != std::string::npos);
+    CHECK(s.pg.psql_as("app_owner", s.app_password, "app", "select 1").exit_code != 0);
+    CHECK(s.pg.psql_as("app_owner", s.backend_secret(), "app", "select 1").exit_code == 0);
+    CHECK(s.account_state() == "used");
+}
+
+TEST_CASE("IdP flapping every second for a minute: no emergency; client-caused failures are no IdP evidence") {
+    // 500 ms probes, 12 failures in a row (6 s) before unreachable: far longer than one flap's outage.
+    Stack s("max_session = \"5m\"\nrotate_on_close = false\n",
+            "probe_interval = \"500ms\"\nprobe_timeout = \"300ms\"\nunreachable_after = 12\nhealthy_after = 1\n");
+    const std::string pass = s.stage();
+    REQUIRE(wait_until([&] { return s.mode() == "normal" && s.status().at("idp").as_object().at("state").as_string() == "healthy"; }, 20s));
+    const std::string token = s.idp.device_login_token("alice");
+    auto flip = [](std::string t) {
+        t[t.size() - 3] = t[t.size() - 3] == 'A' ? 'B' : 'A';
+        return t;
+    };
+    auto unknown_kid = [&](int n) {
+        const auto parts = token.substr(token.find('.'));
+        const std::string header = "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"unknown-" + std::to_string(n) + "\"}";
+        return gg::oidc::base64url_encode(gg::as_bytes(header)) + parts;
+    };
+    std::atomic<bool> done{false};
+    std::atomic<int> emergency_seen{0}, client_failures{0}, bg_refused{0};
+    std::thread clients([&] {
+        for (int n = 0; !done; ++n) {
+            // Forged signature, unknown kid, and a break-glass attempt outside an emergency: all refused.
+            for (const auto& bad : {flip(token), unknown_kid(n)}) {
+                auto r = s.psql({"select 1"}, bad, "", "appdb", "alice");
+                if (r.exit_code != 0) ++client_failures;
+            }
+            auto bg = s.psql({"select 1"}, pass, "INC-13");
+            if (bg.exit_code != 0) ++bg_refused;
+            std::this_thread::sleep_for(200ms);
+        }
+    });
+    std::thread watcher([&] {
+        while (!done) {
+            if (s.mode() == "emergency") ++emergency_seen;
+            std::this_thread::sleep_for(250ms);
+        }
+    });
+    const auto until = std::chrono::steady_clock::now() + 60s;
+    int flaps = 0;
+    while (std::chrono::steady_clock::now() < until) {
+        s.idp.stop();
+        std::this_thread::sleep_for(1s);
+        s.idp.restart();
+        ++flaps;
+        std::this_thread::sleep_for(1s);
+    }
+    done = true;
+    clients.join();
+    watcher.join();
+    MESSAGE(flaps << " flaps, " << client_failures.load() << " refused forged tokens, " << bg_refused.load()
+                  << " refused break-glass attempts");
+    CHECK(flaps >= 10);
+    CHECK(client_failures.load() >= 10);
+    CHECK(emergency_seen.load() == 0);
+    CHECK(bg_refused.load() >= 5);
+    auto audit = s.gg({"audit", "--event", "idp.health"}).out;
+    CHECK_MESSAGE(audit.find("unreachable") == std::string::npos, audit);
+    CHECK(s.gg({"audit", "--event", "breakglass.login"}).out.find("\"outcome\":\"ok\"") == std::string::npos);
+    // The same counting does declare the emergency when the outage lasts.
+    s.idp.stop();
+    REQUIRE_MESSAGE(wait_until([&] { return s.mode() == "emergency"; }, 30s, 200ms), s.serve_log());
+    auto bg = s.psql({"select 'in'"}, pass, "INC-13");
+    CHECK_MESSAGE(bg.exit_code == 0, bg.describe());
 }
 
 TEST_SUITE_END();

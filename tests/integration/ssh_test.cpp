@@ -545,8 +545,14 @@ TEST_CASE("1 GiB to a slow reader: everything arrives, the proxy's memory stays 
     CHECK(r.out.find("1073741824") != std::string::npos);
     MESSAGE("serve RSS before " << before << " KiB, peak " << peak.load() << " KiB");
     // Far below the 1 GiB that passed: nothing is buffered per byte sent. (The allowance covers
-    // malloc arenas of the io and recording threads, which glibc does not hand back at once.)
-    CHECK(peak.load() - before < 128 * 1024);
+    // malloc arenas of the io and recording threads, which glibc does not hand back at once; under
+    // AddressSanitizer also its quarantine of freed memory, 256 MiB by default.)
+#if defined(__SANITIZE_ADDRESS__)
+    constexpr long allowance_kib = (128 + 256) * 1024;
+#else
+    constexpr long allowance_kib = 128 * 1024;
+#endif
+    CHECK(peak.load() - before < allowance_kib);
 }
 
 TEST_SUITE_END();

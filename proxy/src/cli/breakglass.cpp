@@ -97,6 +97,7 @@ int cmd_breakglass_list(const Args& args, Io& io) {
         io.out << boost::json::serialize(a) << "\n";
         return exit_ok;
     }
+    const auto jobs = rotation::pending_jobs(*st.store);
     for (const auto& acc : accounts) {
         io.out << acc.name << "  " << bg::to_string(acc.state) << "  staged " << fmt_time(acc.staged_at) << " by "
                << acc.staged_by << "  last-use " << fmt_time(acc.last_used);
@@ -105,6 +106,14 @@ int cmd_breakglass_list(const Args& args, Io& io) {
         if (acc.history.empty()) io.out << "-";
         for (std::size_t i = 0; i < acc.history.size(); ++i) io.out << (i ? "," : "") << acc.history[i];
         io.out << "\n";
+        // The backend credential this account's session used is still valid until its rotation is done.
+        for (const auto& j : jobs) {
+            if (j.account != acc.name) continue;
+            io.out << "  rotation of " << j.target << " pending since " << fmt_time(j.queued_at) << ", " << j.attempts
+                   << " attempt(s)";
+            if (!j.last_error.empty()) io.out << ", last error: " << j.last_error;
+            io.out << "\n";
+        }
     }
     // Accounts the rules name but nobody staged are worth seeing before an emergency, not during one.
     for (const auto& spec : breakglass::rule_specs(cfg)) {

@@ -1,6 +1,13 @@
 #include "glassgate/proxy/rotation/rotation.hpp"
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <libpq-fe.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -47,6 +54,32 @@ std::optional<Bytes> from_hex_str(std::string_view s) {
         out.push_back(static_cast<std::byte>(v));
     }
     return out;
+}
+
+/// True when a TCP connection to `address` opens within `timeout` (any resolved address). Blocking.
+bool backend_reachable(const config::SocketAddress& address, std::chrono::milliseconds timeout) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const auto port = std::to_string(address.port);
+    if (::getaddrinfo(address.host.c_str(), port.c_str(), &hints, &res) != 0) return false;
+    bool ok = false;
+    for (auto* ai = res; ai && !ok; ai = ai->ai_next) {
+        const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) continue;
+        if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            ok = true;
+        } else if (errno == EINPROGRESS) {
+            pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+            int err = 0;
+            socklen_t len = sizeof err;
+            ok = ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 &&
+                 ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+        }
+        ::close(fd);
+    }
+    ::freeaddrinfo(res);
+    return ok;
 }
 
 /// Backoff after `attempts` failures: 5 s, 10 s, 20 s, ... capped at 10 minutes.
@@ -321,15 +354,18 @@ void Worker::run_due() {
         metrics_.set("glassgate_rotation_pending", {{"target", target.name}}, pending ? 1.0 : 0.0);
     }
     for (const auto& j : jobs) {
-        if (j.next_attempt && *j.next_attempt > now) continue;
+        const bool due = !j.next_attempt || *j.next_attempt <= now;
         {
             std::lock_guard lk(mu_);
             if (!running_.insert(j.target).second) continue;
         }
         auto self = shared_from_this();
-        asio::post(*pool_, [self, target = j.target] {
+        asio::post(*pool_, [self, target = j.target, due] {
             try {
-                self->run_job(target);
+                // A job waiting out its backoff is retried at once when its backend, unreachable at the
+                // last look, accepts connections again: the old credential must not stay valid for the
+                // rest of a backoff once it can be changed.
+                if (due || self->backend_came_back(target)) self->run_job(target);
             } catch (const std::exception& e) {
                 spdlog::error("rotation of {}: {}", target, e.what());
             }
@@ -337,6 +373,32 @@ void Worker::run_due() {
             self->running_.erase(target);
         });
     }
+}
+
+bool Worker::backend_came_back(const std::string& target_name) {
+    const auto* target = cfg_.find_target(target_name);
+    if (!target) return false;
+    const auto now = std::chrono::steady_clock::now();
+    {
+        // One probe per 5 s per waiting job: a backend logs every connection that sends no startup packet.
+        std::lock_guard lk(mu_);
+        auto it = reachable_.find(target_name);
+        if (it != reachable_.end() && now - it->second.at < std::chrono::seconds(5)) return false;
+    }
+    const bool up = backend_reachable(target->address, std::chrono::milliseconds(1000));
+    bool was_up = false;  // not probed yet in this process (e.g. just restarted): a reachable backend is news
+    {
+        std::lock_guard lk(mu_);
+        auto& seen = reachable_[target_name];
+        was_up = seen.up;
+        seen = {up, now};
+    }
+    if (up && !was_up) {
+        spdlog::info("rotation of {}: the backend {} accepts connections; retrying now", target_name,
+                     target->address.to_string());
+        return true;
+    }
+    return false;
 }
 
 void Worker::run_job(const std::string& target_name) {

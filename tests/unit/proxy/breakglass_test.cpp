@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/json/parse.hpp>
 
 #include <netinet/in.h>
@@ -24,6 +25,7 @@
 #include "glassgate/proxy/rotation/rotation.hpp"
 #include "glassgate/proxy/store/state_dir.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
+#include "harness/webhook_receiver.hpp"
 #include "cli_run.hpp"
 #include "temp_dir.hpp"
 
@@ -374,3 +376,52 @@ TEST_CASE("webhook endpoint down: send() returns at once, retries with backoff, 
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("webhook receiver failing, then back: every alert is delivered once, in order, with its seq") {
+    harness::WebhookReceiver rx;
+    rx.set_failing(true);
+    boost::asio::io_context io;
+    Metrics m;
+    declare_alert_metrics(m);
+    auto n = std::make_shared<Notifier>(io.get_executor(), m,
+                                        Notifier::Options{.first_backoff = 20ms, .timeout = 2000ms,
+                                                          .max_backoff = 100ms});
+    const std::vector<std::string> names = {"emergency.entered", "breakglass.login", "breakglass.session_end",
+                                            "rotation.done", "emergency.left"};
+    // Sent from the notifier's own executor, as the break-glass service and the rotation worker do.
+    boost::asio::post(io, [&] {
+        for (const auto& e : names) n->send({rx.url()}, Alert{.event = e, .account = "bg-1", .time = now()});
+    });
+    std::thread back([&] {
+        // Back once the first alert has been refused a few times (alerts after it must have waited).
+        for (int i = 0; i < 500 && rx.refused() < 3; ++i) std::this_thread::sleep_for(10ms);
+        rx.set_failing(false);
+    });
+    io.run();  // returns when every queue is empty: everything delivered
+    back.join();
+    CHECK(rx.refused() >= 3);
+    CHECK(rx.names() == names);
+    std::uint64_t expect = 1;
+    for (const auto& e : rx.events()) CHECK(e.at("seq").as_int64() == static_cast<std::int64_t>(expect++));
+    CHECK(m.get("glassgate_alerts_total", {{"event", "emergency.entered"}, {"outcome", "retry"}}) >= 3);
+    CHECK(m.get("glassgate_alerts_total", {{"event", "breakglass.login"}, {"outcome", "retry"}}) == 0);
+    CHECK(m.get("glassgate_alerts_pending", {}) == 0);
+}
+
+TEST_CASE("webhook queue bound: past max_queue the oldest alert is dropped and counted") {
+    harness::WebhookReceiver rx;
+    rx.set_failing(true);
+    boost::asio::io_context io;
+    Metrics m;
+    declare_alert_metrics(m);
+    auto n = std::make_shared<Notifier>(io.get_executor(), m,
+                                        Notifier::Options{.attempts = 1, .first_backoff = 10ms, .max_queue = 2});
+    for (const auto* e : {"a", "b", "c", "d"}) n->send({rx.url()}, Alert{.event = e, .time = now()});
+    CHECK(m.get("glassgate_alerts_pending", {}) == 2);
+    CHECK(m.get("glassgate_alerts_total", {{"event", "a"}, {"outcome", "dropped"}}) == 1);
+    CHECK(m.get("glassgate_alerts_total", {{"event", "b"}, {"outcome", "dropped"}}) == 1);
+    io.run();
+    CHECK(m.get("glassgate_alerts_total", {{"event", "c"}, {"outcome", "failed"}}) == 1);
+    CHECK(m.get("glassgate_alerts_total", {{"event", "d"}, {"outcome", "failed"}}) == 1);
+    CHECK(m.get("glassgate_alerts_pending", {}) == 0);
+}

@@ -103,6 +103,9 @@ public:
 private:
     void run_due();
     void run_job(const std::string& target);
+    /// Probes the target's backend (TCP connect, 1 s; at most every 5 s); true when it is reachable now and
+    /// was not at the previous probe (or was never probed by this process). Blocking; on the pool.
+    bool backend_came_back(const std::string& target);
 
     boost::asio::any_io_executor ex_;
     std::shared_ptr<boost::asio::thread_pool> pool_;
@@ -115,6 +118,11 @@ private:
     std::mutex mu_;
     std::map<config::Protocol, Rotator> rotators_;
     std::set<std::string> running_;
+    struct Probe {
+        bool up = false;
+        std::chrono::steady_clock::time_point at{};
+    };
+    std::map<std::string, Probe> reachable_;  // by target: the backend at the last probe of a waiting job
     std::atomic<bool> stopped_{false};
     std::shared_ptr<void> timer_;
 };
