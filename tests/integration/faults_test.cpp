@@ -15,6 +15,7 @@
 
 #include <boost/json.hpp>
 
+#include <libpq-fe.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/mount.h>
@@ -23,6 +24,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "glassgate/proxy/store/state_dir.hpp"
@@ -63,6 +65,8 @@ class TmpfsMount {
 struct FaultOptions {
     bool state_on_tmpfs = false;  ///< the state directory is a 40 MiB tmpfs
     bool breakglass = false;      ///< a declared-emergency rule for bg-pg (appdb) and bg-ssh (web01)
+    std::vector<std::string> postgres_settings{};  ///< the backend's server settings
+    std::optional<int> open_file_limit{};           ///< serve runs under prlimit --nofile=N:N
 };
 
 /// PostgreSQL + IdP + sshd + glassgate serve with a PostgreSQL target "appdb" and an SSH target "web01".
@@ -73,8 +77,13 @@ struct FaultStack : PgStack {
     std::string alice_token;
     int calls = 0;
 
-    explicit FaultStack(const FaultOptions& o) : PgStack({.dir_prefix = "gg-faults"}) {
+    explicit FaultStack(const FaultOptions& o)
+        : PgStack({.postgres = PostgresOptions{.settings = o.postgres_settings}, .dir_prefix = "gg-faults"}) {
         if (o.state_on_tmpfs) state_mount.emplace(dir / "state", "40m");
+        if (o.open_file_limit) {
+            const auto n = std::to_string(*o.open_file_limit);
+            serve_prefix = {"prlimit", "--nofile=" + n + ":" + n, "--"};
+        }
         ssh_port = free_port();
         const std::string ssh_target =
             "[[target]]\nname = \"web01\"\nprotocol = \"ssh\"\naddress = \"127.0.0.1:" + std::to_string(sshd.port()) +
@@ -514,6 +523,74 @@ TEST_CASE("state directory full: sessions ended with a message, new ones refused
         CHECK(end != std::string::npos);
         CHECK(start < end);
     }
+}
+
+TEST_CASE("open-file limit 1024: 900 sessions at once; those past capacity are refused naming the limit, never as a backend fault") {
+    FaultStack s({.postgres_settings = {"max_connections=500"}, .open_file_limit = 1024});
+    const auto log = s.serve_log();
+    const auto at = log.find("session capacity: about ");
+    REQUIRE_MESSAGE(at != std::string::npos, log);
+    const int capacity = std::stoi(log.substr(at + 24));
+    MESSAGE("serve reports a capacity of " << capacity << " sessions");
+    CHECK(capacity > 250);
+    CHECK(capacity < 340);
+    CHECK(log.find("open-file limit 1024") != std::string::npos);
+
+    // 900 libpq connections held open at once (one test process, so the clients' own limit is not in play).
+    std::vector<PGconn*> open;
+    std::map<std::string, int> refusals;
+    const std::string conninfo = s.conninfo("alice") + " password=" + s.alice_token + " connect_timeout=20";
+    for (int i = 0; i < 900; ++i) {
+        PGconn* c = PQconnectdb(conninfo.c_str());
+        if (PQstatus(c) == CONNECTION_OK) {
+            open.push_back(c);
+            continue;
+        }
+        std::string e = PQerrorMessage(c);
+        if (auto f = e.find("FATAL:"); f != std::string::npos) e = e.substr(f);
+        if (auto nl = e.find('\n'); nl != std::string::npos) e.resize(nl);
+        ++refusals[e];
+        PQfinish(c);
+    }
+    std::string summary;
+    for (const auto& [text, n] : refusals) summary += std::to_string(n) + " x " + text + "\n";
+    MESSAGE(open.size() << " sessions open at once; refused:\n" << summary);
+    CHECK(open.size() >= static_cast<std::size_t>(capacity) - 20);
+    CHECK(open.size() + 0 < 900);
+    int clear = 0;
+    for (const auto& [text, n] : refusals) {
+        // Never reported as the backend being unreachable or as a recording fault: the limit is named.
+        CHECK_MESSAGE(text.find("too many sessions at once for its open-file limit (1024") != std::string::npos, text);
+        clear += n;
+    }
+    CHECK(clear + static_cast<int>(open.size()) == 900);
+    // Every open session works.
+    int answered = 0;
+    for (auto* c : open) {
+        PGresult* r = PQexec(c, "select 1");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) ++answered;
+        PQclear(r);
+    }
+    CHECK(answered == static_cast<int>(open.size()));
+    // SSH is refused with the same clarity while PostgreSQL holds the descriptors.
+    auto refused = s.ssh("alice:web01", "echo in", "alice");
+    CHECK(refused.run.exit_code != 0);
+    CHECK_MESSAGE(refused.prompts.find("too many sessions at once for its open-file limit (1024") != std::string::npos,
+                  refused.prompts << refused.run.describe());
+    CHECK(s.serve_log().find("raise LimitNOFILE") != std::string::npos);
+    CHECK(s.metric("glassgate_sessions_refused_capacity_total{protocol=\"postgres\"}") >= 1);
+
+    for (auto* c : open) PQfinish(c);
+    // Room again: new sessions are admitted without a restart, every session is closed in the index.
+    REQUIRE_MESSAGE(wait_until([&] { return s.psql("alice", s.alice_token, "select 'again'").out == "again\n"; }, 60s, 500ms),
+                    s.serve_log());
+    REQUIRE(wait_until([&] {
+        for (const auto& v : s.sessions_json()) {
+            if (v.as_object().at("state").as_string() != "closed") return false;
+        }
+        return true;
+    }, 120s, 500ms));
+    CHECK(s.sessions_json().size() >= open.size());
 }
 
 TEST_SUITE_END();

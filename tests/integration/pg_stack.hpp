@@ -42,6 +42,8 @@ class PgStack {
     std::string app_password = random_hex(24);
     std::uint16_t admin_port = free_port();
     Process serve;
+    /// Put in front of `glassgate serve` by start_serve(), e.g. {"prlimit", "--nofile=1024:1024", "--"}.
+    std::vector<std::string> serve_prefix{};
 
     explicit PgStack(const PgStackOptions& options = {})
         : pg(options.postgres),
@@ -88,7 +90,10 @@ class PgStack {
     }
     /// Starts `glassgate serve` (log: serve.log) and waits until its PostgreSQL listener accepts.
     void start_serve() {
-        serve = Process::start({.argv = {GG_BINARY, "serve", "--config", config()}}, dir / "serve.log");
+        std::vector<std::string> argv = serve_prefix;
+        for (const auto* a : {GG_BINARY, "serve", "--config"}) argv.emplace_back(a);
+        argv.push_back(config());
+        serve = Process::start({.argv = std::move(argv)}, dir / "serve.log");
         REQUIRE_MESSAGE(wait_until([&] { return can_connect("127.0.0.1", port); }, std::chrono::seconds(20)),
                         read_file(dir / "serve.log"));
     }

@@ -65,7 +65,8 @@ private:
     asio::awaitable<Step> authenticate_breakglass(std::string& password);
     asio::awaitable<Step> authenticate_sso(std::string& password);
     asio::awaitable<Step> read_password(std::string& out);
-    /// Refuses a new session while recording storage is full or store writes are waiting (53100).
+    /// Refuses a new session while recording storage is full or store writes are waiting (53100), or
+    /// when the open-file limit is nearly used up (53300).
     Step check_storage();
     Step open_session();
     asio::awaitable<Step> open_backend();

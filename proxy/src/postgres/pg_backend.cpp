@@ -1,5 +1,7 @@
 #include "pg_backend.hpp"
 
+#include "glassgate/proxy/lifecycle/descriptor_budget.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -169,6 +171,12 @@ asio::awaitable<BackendResult> connect_backend(const config::Target& target, con
     auto [cec, ep] = co_await asio::async_connect(sock, eps, use_tuple);
     if (cec) {
         deadline.cancel();
+        if (!timed_out && is_descriptor_exhaustion(cec.value())) {
+            // A local shortage, not the backend: say so (the log line names the limit's cause too).
+            out.sqlstate = "53300";
+            co_return fail("connect: " + cec.message() + " (glassgate's open-file limit is used up)",
+                           "glassgate has no file descriptor left for the backend connection (open-file limit); try again later");
+        }
         co_return fail("connect: " + std::string(timed_out ? "timed out" : cec.message()), "the database server could not be reached");
     }
     out.session.emplace();

@@ -152,6 +152,12 @@ asio::awaitable<ClientSession::Step> ClientSession::negotiate() {
 
 ClientSession::Step ClientSession::check_storage() {
     // Before any credential is looked at: a refusal here consumes nothing. Never relay unrecorded.
+    if (svc_->descriptors) {
+        if (const auto why = svc_->descriptors->refusal("postgres")) {
+            spdlog::warn("postgres {}: new session refused (user={}, target={}): {}", peer_, user_, target_name_, *why);
+            return Refusal{"53300", svc_->descriptors->user_message(), {}};
+        }
+    }
     if (!svc_->storage) return std::nullopt;
     const auto why = svc_->storage->refusal("postgres");
     if (!why) return std::nullopt;

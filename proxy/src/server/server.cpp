@@ -18,6 +18,7 @@
 #include "glassgate/proxy/ops/alerts.hpp"
 #include "glassgate/proxy/breakglass/breakglass.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
+#include "glassgate/proxy/lifecycle/descriptor_budget.hpp"
 #include "glassgate/proxy/lifecycle/storage_guard.hpp"
 #include "glassgate/proxy/ops/logging.hpp"
 #include "glassgate/proxy/ops/metrics.hpp"
@@ -85,6 +86,7 @@ struct Server::Impl {
     std::unique_ptr<StateStore> store;
     std::unique_ptr<RecordingService> recordings;
     std::shared_ptr<StorageGuard> storage;
+    std::shared_ptr<DescriptorBudget> descriptors;
     asio::io_context io;
     /// Listeners, signals and shutdown run on this strand; each connection gets a strand of its own,
     /// so the io_context can run on several threads.
@@ -150,6 +152,8 @@ struct Server::Impl {
             *store, metrics, std::vector<std::filesystem::path>{state.recordings_dir(), state.store_file().parent_path()},
             cfg.server.min_free_bytes);
         storage->update_metrics();
+        DescriptorBudget::declare_metrics(metrics);
+        descriptors = std::make_shared<DescriptorBudget>(metrics);  // listeners, store and log are open
         close_orphaned_sessions();
         if (pg_acceptor) {
             postgres::declare_metrics(metrics);
@@ -159,11 +163,13 @@ struct Server::Impl {
                 cfg, *store, state.secrets_key(), *recordings, idp, metrics, tls, active_sessions, {}, cfg.listen.postgres_auth_timeout});
             pg->pool = postgres::make_backend_pool(&metrics);
             pg->storage = storage;
+            pg->descriptors = descriptors;
         }
         if (ssh_acceptor) {
             auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
             sshs = ssh::make_services(cfg, *store, state.secrets_key(), *recordings, idp, metrics, active_sessions, pool);
             sshs->storage = storage;
+            sshs->descriptors = descriptors;
         }
         start_breakglass();
     }

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "connection.hpp"
+#include "glassgate/proxy/lifecycle/descriptor_budget.hpp"
 #include "glassgate/protocols/crypto.hpp"
 #include "glassgate/proxy/ops/logging.hpp"
 #include "glassgate/proxy/ssh/host_key.hpp"
@@ -64,6 +65,7 @@ void Connection::start_backend() {
             auto [rec, results] = co_await resolver.async_resolve(addr.host, std::to_string(addr.port),
                                                                   asio::as_tuple(asio::use_awaitable));
             std::string error;
+            bool local_shortage = false;
             tcp::socket s(ex);
             if (rec) {
                 error = "cannot resolve " + addr.to_string() + ": " + rec.message();
@@ -77,10 +79,16 @@ void Connection::start_backend() {
                     if (!cec) break;
                 }
                 if (last) error = "cannot connect to " + addr.to_string() + ": " + last.message();
+                local_shortage = last && is_descriptor_exhaustion(last.value());
             }
             auto self = weak.lock();
             if (!self) co_return;
-            if (!error.empty()) {
+            if (!error.empty() && local_shortage) {
+                // A local shortage, not the backend: say so.
+                self->fail_backend(error + " (glassgate's open-file limit is used up)",
+                                   "glassgate has no file descriptor left for the connection to " + self->target_->name +
+                                       " (open-file limit); try again later");
+            } else if (!error.empty()) {
                 self->fail_backend(error, "glassgate cannot reach " + self->target_->name + " (" + error + ")");
             } else if (self->be_state_ == Be::resolving) {
                 boost::system::error_code ec;

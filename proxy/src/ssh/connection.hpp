@@ -102,8 +102,9 @@ private:
     void on_kbd_response(MessageHandle m);
     bool step_auth();
     bool finish_device_login();
-    /// True (logged, counted) when new sessions are refused for lack of storage (StorageGuard).
-    bool storage_refused();
+    /// What to tell the client (logged, counted) when new sessions are refused: recording storage is
+    /// full (StorageGuard) or the open-file limit is nearly used up (DescriptorBudget); nothing: admitted.
+    std::optional<std::string> admission_refusal();
     void refuse_auth(MessageHandle m, const std::string& user_message, const std::string& log_reason,
                      bool counted = true);
     void admit(MessageHandle m, const std::string& identity, const std::vector<std::string>& groups,

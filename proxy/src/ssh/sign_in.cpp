@@ -55,7 +55,7 @@ void Connection::on_publickey(MessageHandle m) {
         ssh_message_reply_default(m.get());
         return;
     }
-    if (storage_refused()) {  // keyboard-interactive tells the user why
+    if (admission_refusal()) {  // keyboard-interactive tells the user why
         ssh_message_reply_default(m.get());
         return;
     }
@@ -78,12 +78,23 @@ void Connection::on_publickey(MessageHandle m) {
     ssh_message_reply_default(m.get());
 }
 
-bool Connection::storage_refused() {
-    if (!svc_->storage) return false;
+std::optional<std::string> Connection::admission_refusal() {
+    // What the client is told, without the "glassgate: " that refuse_auth() puts in front.
+    auto user_text = [](std::string_view message) {
+        constexpr std::string_view prefix = "glassgate: ";
+        return std::string(message.starts_with(prefix) ? message.substr(prefix.size()) : message);
+    };
+    if (svc_->descriptors) {
+        if (const auto why = svc_->descriptors->refusal("ssh")) {
+            spdlog::warn("ssh {}: new session refused (login={}): {}", peer_, login_user_, *why);
+            return user_text(svc_->descriptors->user_message());
+        }
+    }
+    if (!svc_->storage) return std::nullopt;
     const auto why = svc_->storage->refusal("ssh");
-    if (!why) return false;
+    if (!why) return std::nullopt;
     spdlog::warn("ssh {}: new session refused (login={}): {}", peer_, login_user_, *why);
-    return true;
+    return user_text(StorageGuard::user_message);
 }
 
 void Connection::refuse_auth(MessageHandle m, const std::string& user_message, const std::string& log_reason,
@@ -114,10 +125,9 @@ void Connection::on_kbd_start(MessageHandle m) {
         if (kbd_ == Kbd::prompted || kbd_ == Kbd::waiting_result) kbd_ = Kbd::waiting_prompt;
         return;
     }
-    if (storage_refused()) {
+    if (auto refused = admission_refusal()) {
         // Before any credential is looked at: a refusal here consumes nothing. Never relay unrecorded.
-        refuse_auth(std::move(m), std::string(StorageGuard::user_message).substr(std::string_view("glassgate: ").size()),
-                    "recording storage is full", false);
+        refuse_auth(std::move(m), *refused, *refused, false);
         return;
     }
     if (const auto wait = svc_->throttle.wait_for(peer_addr_, steady::now()); wait > 0s) {

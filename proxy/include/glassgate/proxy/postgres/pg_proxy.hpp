@@ -29,6 +29,7 @@
 #include "glassgate/proxy/recording/recording_writer.hpp"
 #include "glassgate/proxy/store/secret_store.hpp"
 #include "glassgate/proxy/lifecycle/session_closers.hpp"
+#include "glassgate/proxy/lifecycle/descriptor_budget.hpp"
 #include "glassgate/proxy/lifecycle/storage_guard.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
 
@@ -95,6 +96,8 @@ struct Services {
     std::shared_ptr<breakglass::Service> breakglass;
     /// Admission by storage (free space, store backlog), checked before sign-in; null: not checked.
     std::shared_ptr<StorageGuard> storage;
+    /// Admission by open-file descriptors, checked with storage; null: not checked.
+    std::shared_ptr<DescriptorBudget> descriptors;
 };
 
 /// Creates the client-facing TLS context from [tls] (TLS 1.2+, ALPN "postgresql" accepted).

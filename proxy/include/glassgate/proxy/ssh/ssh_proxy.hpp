@@ -22,6 +22,7 @@
 #include "glassgate/proxy/ops/metrics.hpp"
 #include "glassgate/proxy/recording/recording_writer.hpp"
 #include "glassgate/proxy/lifecycle/session_closers.hpp"
+#include "glassgate/proxy/lifecycle/descriptor_budget.hpp"
 #include "glassgate/proxy/lifecycle/storage_guard.hpp"
 #include "glassgate/proxy/ssh/auth_throttle.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
@@ -50,6 +51,8 @@ struct Services {
     std::shared_ptr<breakglass::Service> breakglass;  ///< ACCOUNT:TARGET logins; null: none
     /// Admission by storage (free space, store backlog), checked before sign-in; null: not checked.
     std::shared_ptr<StorageGuard> storage;
+    /// Admission by open-file descriptors, checked with storage; null: not checked.
+    std::shared_ptr<DescriptorBudget> descriptors;
     std::shared_ptr<boost::asio::thread_pool> blocking;
     AuthThrottle throttle;
     ApprovalCache approvals;
