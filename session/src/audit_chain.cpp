@@ -51,13 +51,38 @@ crypto::Digest hash_of(const crypto::Digest& prev, std::string_view body) {
 
 }  // namespace
 
+namespace {
+
+/// JSON is UTF-8 and the verifier parses each line: bytes a peer chose (a PostgreSQL database name, an
+/// SSH login) that are not well-formed UTF-8 are written with U+FFFD in their place, in every string of
+/// the event, keys included, so the chain glassgate writes always verifies.
+boost::json::value utf8_clean(const boost::json::value& v) {
+    if (v.is_string()) {
+        const std::string_view s = v.get_string();
+        return is_utf8(s) ? v : boost::json::value(to_utf8_lossy(s));
+    }
+    if (v.is_array()) {
+        boost::json::array a;
+        for (const auto& e : v.get_array()) a.push_back(utf8_clean(e));
+        return a;
+    }
+    if (v.is_object()) {
+        boost::json::object o;
+        for (const auto& [k, e] : v.get_object()) o[to_utf8_lossy(k)] = utf8_clean(e);
+        return o;
+    }
+    return v;
+}
+
+}  // namespace
+
 AuditLine make_audit_line(const AuditEvent& ev, std::uint64_t seq, const crypto::Digest& prev, ByteView audit_key,
                           ByteView signing_seed) {
     boost::json::object o;
     o["time"] = format_utc(ev.time);
-    o["event"] = ev.type;
+    o["event"] = to_utf8_lossy(ev.type);
     auto opt = [&o](std::string_view k, const std::string& v) {
-        if (!v.empty()) o[k] = v;
+        if (!v.empty()) o[k] = to_utf8_lossy(v);
     };
     opt("session", ev.session_id);
     opt("identity", ev.identity);
@@ -65,7 +90,7 @@ AuditLine make_audit_line(const AuditEvent& ev, std::uint64_t seq, const crypto:
     opt("source", ev.source);
     opt("outcome", ev.outcome);
     opt("reason", ev.reason);
-    if (!ev.details.empty()) o["details"] = ev.details;
+    if (!ev.details.empty()) o["details"] = utf8_clean(ev.details);
     o["seq"] = seq;
     o["prev"] = to_hex(prev);
     std::string body = boost::json::serialize(o);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 
 #include <boost/json.hpp>
 
@@ -26,10 +27,20 @@ std::optional<std::int64_t> get_int(const json::object& o, std::string_view k) {
     if (!v || !v->is_int64()) return std::nullopt;
     return v->as_int64();
 }
+// Stored times are microseconds since 1970 that system_clock (nanoseconds in 64 bits) can hold,
+// years 1678 to 2262; a value outside that is no time glassgate wrote.
+constexpr std::int64_t max_time_us = std::numeric_limits<std::int64_t>::max() / 1000;
+
 std::optional<TimePoint> get_time(const json::object& o, std::string_view k) {
     auto v = get_int(o, k);
-    if (!v) return std::nullopt;
+    if (!v || *v < -max_time_us || *v > max_time_us) return std::nullopt;
     return from_us(*v);
+}
+/// An optional stored time: absent is fine, present but not a time makes the record unreadable
+/// (a damaged "until" must not read as "until the emergency is ended").
+bool time_or_absent(const json::object& o, std::string_view k) {
+    auto* v = o.if_contains(k);
+    return !v || v->is_null() || get_time(o, k).has_value();
 }
 std::optional<json::object> parse_object(std::string_view text) {
     boost::system::error_code ec;
@@ -69,7 +80,7 @@ std::optional<Declaration> declaration_from_json(std::string_view text) {
     Declaration d;
     auto reason = get_string(*o, "reason");
     auto at = get_time(*o, "declared_at_us");
-    if (!reason || !at) return std::nullopt;
+    if (!reason || !at || !time_or_absent(*o, "until_us")) return std::nullopt;
     d.reason = *reason;
     d.declared_at = *at;
     d.declared_by = get_string(*o, "declared_by").value_or("");
@@ -201,6 +212,7 @@ std::optional<Account> account_from_json(std::string_view text) {
     auto staged = get_time(*o, "staged_at_us");
     auto hash = get_string(*o, "hash");
     if (!name || !state || !gen || *gen < 0 || !staged || !hash) return std::nullopt;
+    if (!time_or_absent(*o, "last_used_us") || !time_or_absent(*o, "ended_at_us")) return std::nullopt;
     auto st = account_state_from_string(*state);
     if (!st) return std::nullopt;
     a.name = *name;

@@ -3,6 +3,7 @@
 #include <boost/json/parse.hpp>
 
 #include <cstdio>
+#include <limits>
 #include <map>
 
 #include "glassgate/protocols/postgres/codec.hpp"
@@ -119,7 +120,14 @@ std::string render_pg_transcript(const DecodedRecording& rec, const TranscriptOp
     out += "session " + h.session_id + "  " + h.protocol + "  " + h.identity + " -> " + h.target;
     if (auto* db = h.extra.if_contains("database"); db && db->is_string()) out += " (database " + std::string(db->as_string()) + ")";
     if (auto* c = h.extra.if_contains("client"); c && c->is_string()) out += " from " + std::string(c->as_string());
-    out += ", started " + format_utc(TimePoint(std::chrono::microseconds(h.started_unix_us))) + "\n";
+    // The header is read from a file: a start time the clock cannot hold (beyond the years 1678-2262
+    // of system_clock's nanoseconds) is shown as the number it is.
+    constexpr std::int64_t max_us = std::numeric_limits<std::int64_t>::max() / 1000;
+    if (h.started_unix_us < -max_us || h.started_unix_us > max_us) {
+        out += ", started_unix_us " + std::to_string(h.started_unix_us) + "\n";
+    } else {
+        out += ", started " + format_utc(TimePoint(std::chrono::microseconds(h.started_unix_us))) + "\n";
+    }
 
     auto line = [&](std::uint64_t t, std::string_view kind, const std::string& text) {
         out += offset(t);

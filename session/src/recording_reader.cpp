@@ -85,6 +85,7 @@ void RecordingReader::feed(ByteView chunk, std::vector<Event>* events) {
                 auto nz = std::find_if(in.begin(), in.end(), [](std::byte b) { return b != std::byte{0}; });
                 if (nz != in.end()) {
                     pos_ += static_cast<std::uint64_t>(nz - in.begin());
+                    in = in.subspan(static_cast<std::size_t>(nz - in.begin()));  // counted: not again below
                     state_ = State::records;
                     problem(zero_start_, "record header CRC mismatch (corrupted record header)");
                     break;

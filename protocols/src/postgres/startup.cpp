@@ -110,13 +110,22 @@ bool consumed_param(std::string_view name) noexcept {
     return name == "user" || name == "database" || name == "replication" || name == "options";
 }
 
+namespace {
+
+/// What separates arguments in pg_split_opts: isspace() in the C locale.
+bool option_space(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+}  // namespace
+
 std::vector<std::string> split_options(std::string_view s) {
     std::vector<std::string> out;
     std::string cur;
     bool in = false;
     for (std::size_t i = 0; i < s.size(); ++i) {
         const char c = s[i];
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+        if (option_space(c)) {
             if (in) out.push_back(std::move(cur));
             cur.clear();
             in = false;
@@ -138,7 +147,9 @@ std::string join_options(const std::vector<std::string>& args) {
     for (const auto& a : args) {
         if (!out.empty()) out += ' ';
         for (char c : a) {
-            if (c == ' ' || c == '\\' || c == '\t') out += '\\';
+            // Every separator is escaped, not only space and tab: an argument holding a newline
+            // (which a client can send escaped) must reach the server as one argument.
+            if (option_space(c) || c == '\\') out += '\\';
             out += c;
         }
     }
@@ -147,32 +158,40 @@ std::string join_options(const std::vector<std::string>& args) {
 
 GlassgateOptions take_glassgate_options(std::string_view options) {
     GlassgateOptions out;
-    const auto args = split_options(options);
-    std::vector<std::string> keep;
-    // A setting name=value; glassgate.* is ours.
-    auto ours = [&](std::string_view kv) {
+    auto args = split_options(options);
+    // A setting name=value; glassgate.* is ours. glassgate.reason is read in the first pass only.
+    auto ours = [&](std::string_view kv, bool read_reason) {
         if (!kv.starts_with("glassgate.")) return false;
         const auto eq = kv.find('=');
-        if (eq != std::string_view::npos && kv.substr(0, eq) == "glassgate.reason") {
+        if (read_reason && eq != std::string_view::npos && kv.substr(0, eq) == "glassgate.reason") {
             out.reason = std::string(kv.substr(eq + 1));
         }
         return true;
     };
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string_view a = args[i];
-        if (a == "-c" && i + 1 < args.size()) {
-            if (ours(args[i + 1])) {
-                ++i;
+    // Taking an argument out can leave a kept "-c" next to an argument that was not its value before
+    // ("-c -cglassgate.x glassgate.y=1": the server would read "-c glassgate.y=1"), so passes repeat
+    // until one takes nothing out: what is forwarded never holds a glassgate.* setting.
+    for (bool first = true;; first = false) {
+        std::vector<std::string> keep;
+        for (std::size_t i = 0; i < args.size(); ++i) {
+            const std::string_view a = args[i];
+            if (a == "-c" && i + 1 < args.size()) {
+                if (ours(args[i + 1], first)) {
+                    ++i;
+                    continue;
+                }
+            } else if (a.starts_with("-c") && a.size() > 2 && ours(a.substr(2), first)) {
+                continue;
+            } else if (a.starts_with("--") && ours(a.substr(2), first)) {
                 continue;
             }
-        } else if (a.starts_with("-c") && a.size() > 2 && ours(a.substr(2))) {
-            continue;
-        } else if (a.starts_with("--") && ours(a.substr(2))) {
-            continue;
+            keep.push_back(args[i]);
         }
-        keep.push_back(args[i]);
+        const bool removed = keep.size() != args.size();
+        args = std::move(keep);
+        if (!removed) break;
     }
-    if (!keep.empty()) out.forward = join_options(keep);
+    if (!args.empty()) out.forward = join_options(args);
     return out;
 }
 

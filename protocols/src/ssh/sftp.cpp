@@ -1,5 +1,7 @@
 #include "glassgate/protocols/ssh/sftp.hpp"
 
+#include "glassgate/protocols/text.hpp"
+
 #include <boost/json.hpp>
 
 #include <optional>
@@ -26,6 +28,24 @@ std::optional<std::string> read_string(ByteReader& r) {
 }
 
 std::string event(boost::json::object o) { return boost::json::serialize(o); }
+
+/// Adds a path to an event. SFTP (version 3) paths are bytes, but the events are JSON, which is UTF-8:
+/// a path that is not valid UTF-8 is written with U+FFFD for each ill-formed byte, and its exact bytes
+/// go in hex under "<key>_hex", so the record stays readable by any JSON parser and still names the file.
+void put_path(boost::json::object& o, std::string_view key, const std::string& path) {
+    if (is_utf8(path)) {
+        o[key] = path;
+        return;
+    }
+    o[key] = to_utf8_lossy(path);
+    o[std::string(key) + "_hex"] = to_hex(as_bytes(path));
+}
+
+boost::json::object op_event(std::string_view op, const std::string& path) {
+    boost::json::object o{{"op", op}};
+    put_path(o, "path", path);
+    return o;
+}
 
 std::string status_text(std::uint32_t code) {
     switch (code) {
@@ -161,7 +181,7 @@ void SftpObserver::server_packet(ByteView p, std::vector<std::string>& events) {
             auto f = std::make_unique<Handle>();
             f->path = q.path;
             f->dir = q.type == fx_opendir;
-            if (!f->dir) events.push_back(event({{"op", "open"}, {"path", q.path}}));
+            if (!f->dir) events.push_back(event(op_event("open", q.path)));
             if (handles_.size() < 1024) handles_[*h] = std::move(f);
         }
         return;
@@ -194,7 +214,9 @@ void SftpObserver::server_packet(ByteView p, std::vector<std::string>& events) {
             auto f = std::move(h->second);
             handles_.erase(h);
             if (f->dir) return;
-            boost::json::object o{{"op", "close"}, {"path", f->path}, {"read", f->read}, {"written", f->written}};
+            auto o = op_event("close", f->path);
+            o["read"] = f->read;
+            o["written"] = f->written;
             const auto digest = f->written > 0 ? f->write_hash.finish() : f->read_hash.finish();
             if (f->sequential) {
                 o["sha256"] = to_hex(digest);
@@ -207,20 +229,21 @@ void SftpObserver::server_packet(ByteView p, std::vector<std::string>& events) {
             return;
         }
         case fx_open:
-            events.push_back(event({{"op", "open"}, {"path", q.path}, {"status", status}}));
-            return;
         case fx_remove:
-            events.push_back(event({{"op", "remove"}, {"path", q.path}, {"status", status}}));
-            return;
         case fx_mkdir:
-            events.push_back(event({{"op", "mkdir"}, {"path", q.path}, {"status", status}}));
-            return;
         case fx_rmdir:
-            events.push_back(event({{"op", "rmdir"}, {"path", q.path}, {"status", status}}));
+        case fx_rename: {
+            const char* op = q.type == fx_open     ? "open"
+                             : q.type == fx_remove ? "remove"
+                             : q.type == fx_mkdir  ? "mkdir"
+                             : q.type == fx_rmdir  ? "rmdir"
+                                                   : "rename";
+            auto o = op_event(op, q.path);
+            if (q.type == fx_rename) put_path(o, "to", q.path2);
+            o["status"] = status;
+            events.push_back(event(std::move(o)));
             return;
-        case fx_rename:
-            events.push_back(event({{"op", "rename"}, {"path", q.path}, {"to", q.path2}, {"status", status}}));
-            return;
+        }
         default:
             return;
     }

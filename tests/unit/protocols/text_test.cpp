@@ -81,3 +81,17 @@ TEST_CASE("format_utc: seconds and microseconds") {
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("UTF-8: well-formed sequences kept, every ill-formed byte replaced by U+FFFD") {
+    CHECK(gg::is_utf8(""));
+    CHECK(gg::is_utf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"));
+    CHECK_FALSE(gg::is_utf8("\xC0\xAF"));          // overlong
+    CHECK_FALSE(gg::is_utf8("\xED\xA0\x80"));      // surrogate
+    CHECK_FALSE(gg::is_utf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+    CHECK_FALSE(gg::is_utf8("\xE2\x82"));          // cut
+    CHECK(gg::to_utf8_lossy("a\xFF" "b") == "a\xEF\xBF\xBD" "b");
+    CHECK(gg::to_utf8_lossy("\xE2\x82") == "\xEF\xBF\xBD\xEF\xBF\xBD");
+    CHECK(gg::to_utf8_lossy("caf\xC3\xA9") == "caf\xC3\xA9");
+    CHECK(gg::utf8_sequence("") == 0);
+    CHECK(gg::utf8_sequence("\xF0\x9F\x98\x80x") == 4);
+}

@@ -121,6 +121,27 @@ TEST_CASE("strings with quotes, newlines and unicode survive") {
     CHECK(boost::json::parse(l.text).as_object().at("reason").as_string() == "bad \"token\"\n\xC3\xA9");
 }
 
+TEST_CASE("bytes that are not UTF-8 (a client's database name, a login) are written as U+FFFD: the line verifies") {
+    const auto key = to_bytes("k");
+    AuditEvent ev;
+    ev.type = "auth.denied";
+    ev.target = "app\xff" "db";
+    ev.identity = "\xC3";                    // a cut two-byte sequence
+    ev.details["database"] = "\xED\xA0\x80";  // an encoded surrogate
+    ev.details["k\xfe"] = boost::json::array{"\x80ok"};
+    auto l = make_audit_line(ev, 1, {}, key, the_seed);
+    std::string problem;
+    CHECK_MESSAGE(verify(key, {l.text}, &problem), problem);
+    const auto o = boost::json::parse(l.text).as_object();
+    CHECK(o.at("target").as_string() == "app\xEF\xBF\xBD" "db");
+    CHECK(o.at("identity").as_string() == "\xEF\xBF\xBD");
+    CHECK(o.at("details").as_object().at("database").as_string() == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+    CHECK(o.at("details").as_object().at("k\xEF\xBF\xBD").as_array().at(0).as_string() == "\xEF\xBF\xBD" "ok");
+    // Well-formed text is written as it was.
+    ev.target = "caf\xC3\xA9";
+    CHECK(boost::json::parse(make_audit_line(ev, 1, {}, key).text).as_object().at("target").as_string() == "caf\xC3\xA9");
+}
+
 TEST_CASE("signed lines: a trailing fixed-length sig member over the hash") {
     const auto key = to_bytes("k");
     const auto lines = make_chain(key, 3, the_seed);

@@ -82,6 +82,24 @@ TEST_CASE("mode: declarations expire; JSON round trip; reason text") {
     CHECK_FALSE(declaration_from_json("not json").has_value());
 }
 
+TEST_CASE("stored times outside what the clock can hold, or of the wrong type, make a record unreadable") {
+    // 2^60 us is far beyond year 2262, the end of system_clock's nanosecond range.
+    CHECK_FALSE(declaration_from_json(R"({"reason":"r","declared_at_us":1152921504606846976})").has_value());
+    CHECK_FALSE(declaration_from_json(R"({"reason":"r","declared_at_us":-1152921504606846976})").has_value());
+    // A damaged end time must not read as "until the emergency is ended".
+    CHECK_FALSE(declaration_from_json(R"({"reason":"r","declared_at_us":1,"until_us":1152921504606846976})").has_value());
+    CHECK_FALSE(declaration_from_json(R"({"reason":"r","declared_at_us":1,"until_us":"tomorrow"})").has_value());
+    CHECK(declaration_from_json(R"({"reason":"r","declared_at_us":1,"until_us":null})").has_value());
+    const std::string head = R"({"name":"x","state":"used","generation":1,"hash":"h",)";
+    CHECK_FALSE(account_from_json(head + R"("staged_at_us":17648064000000010})").has_value());
+    CHECK_FALSE(account_from_json(head + R"("staged_at_us":1,"last_used_us":9223372036854775807})").has_value());
+    CHECK_FALSE(account_from_json(head + R"("staged_at_us":1,"ended_at_us":-9223372036854775807})").has_value());
+    auto ok = account_from_json(head + R"("staged_at_us":1,"last_used_us":2,"ended_at_us":3})");
+    REQUIRE(ok.has_value());
+    CHECK(ok->ended_at == TimePoint(std::chrono::microseconds(3)));
+    CHECK_FALSE(serialize(*ok).empty());
+}
+
 TEST_CASE("clean_reason") {
     CHECK(clean_reason("  INC-1 ") == std::optional<std::string>("INC-1"));
     CHECK_FALSE(clean_reason("").has_value());

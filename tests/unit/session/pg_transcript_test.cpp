@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,17 @@ DecodedRecording recording(std::vector<Event> events) {
 }  // namespace
 
 TEST_SUITE_BEGIN("pg_transcript");
+
+TEST_CASE("a header start time beyond what the clock holds is shown as a number") {
+    auto rec = recording({});
+    rec.header.started_unix_us = 9'764'806'400'000'000;  // year 2279
+    const auto text = render_pg_transcript(rec);
+    CHECK(text.find(", started_unix_us 9764806400000000\n") != std::string::npos);
+    rec.header.started_unix_us = std::numeric_limits<std::int64_t>::min();
+    CHECK(render_pg_transcript(rec).find(", started_unix_us -9223372036854775808\n") != std::string::npos);
+    rec.header.started_unix_us = 1'700'000'000'000'000;
+    CHECK(render_pg_transcript(rec).find(", started 2023-11-14T22:13:20.000000Z\n") != std::string::npos);
+}
 
 TEST_CASE("an event with several messages (one relayed read) shows each of them, in order") {
     // Parse "s1: select $1", Bind s1 with '42', Execute, Sync in one frontend event.

@@ -409,6 +409,8 @@ TEST_CASE("options: split as the server splits them (pg_split_opts)") {
         {"a\\", {"a\\"}},                        // a final backslash stays
         {"\\ ", {" "}},                          // an argument of one escaped space
         {"a\\\tb c", {"a\tb", "c"}},
+        {"a\vb\fc", {"a", "b", "c"}},          // vertical tab and form feed separate too (isspace)
+        {"a\\\nb", {"a\nb"}},                   // an escaped newline is part of the argument
     };
     for (const auto& c : cases) {
         CAPTURE(c.in);
@@ -416,9 +418,13 @@ TEST_CASE("options: split as the server splits them (pg_split_opts)") {
     }
     CHECK(join_options({}) == "");
     CHECK(join_options({"-c", "a=x y", "b\\c", "t\tu"}) == "-c a=x\\ y b\\\\c t\\\tu");
+    // Newlines and the other separators are escaped too: an argument the client sent with an escaped
+    // newline stays one argument for the server.
+    CHECK(join_options({"a\nb", "c\rd", "e\vf\fg"}) == "a\\\nb c\\\rd e\\\vf\\\fg");
     // join is split's inverse for what it escapes.
     for (const std::vector<std::string>& args :
-         {std::vector<std::string>{"-c", "a=x y"}, {"\\", " ", "a\\ b\t"}, {"--x=1", "-cy=2"}}) {
+         {std::vector<std::string>{"-c", "a=x y"}, {"\\", " ", "a\\ b\t"}, {"--x=1", "-cy=2"},
+          {"\nwork_mem=1", "-c", "a\r\n", "\v\f"}}) {
         CHECK(split_options(join_options(args)) == args);
     }
 }
@@ -443,6 +449,9 @@ TEST_CASE("options: glassgate.* settings in every spelling the server accepts") 
         {"-c a=1 -c", std::nullopt, "-c a=1 -c"},                       // a trailing -c is left alone
         {"-c", std::nullopt, "-c"},
         {"-c -c glassgate.reason=x", "x", "-c"},  // each "-c" is read with the argument after it
+        // Taking "-cglassgate.x" out would pair the first "-c" with "glassgate.y=1": taken out too.
+        {"-c -cglassgate.x glassgate.y=1 -c a=1", std::nullopt, "-c a=1"},
+        {"-c -cglassgate.x glassgate.reason=z", std::nullopt, std::nullopt},
         {"-c x=a\\ b", std::nullopt, "-c x=a\\ b"},                     // the rest re-joined, escaped again
         {"glassgate.reason=x", std::nullopt, "glassgate.reason=x"},     // not a setting: not ours
         {"-c Glassgate.reason=x", std::nullopt, "-c Glassgate.reason=x"},

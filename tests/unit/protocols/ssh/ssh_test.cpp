@@ -156,6 +156,20 @@ TEST_CASE("sftp: a download hashes the DATA replies; remove, rename, mkdir repor
     CHECK(ev[4] == R"({"op":"mkdir","path":"/d","status":"permission denied"})");
 }
 
+TEST_CASE("sftp: a path that is not UTF-8 makes valid JSON, with its exact bytes in hex") {
+    SftpObserver o;
+    std::vector<std::string> ev;
+    o.client_bytes(cat({Packet(13).u32(5).str("/tmp/caf\xe9").wire(),                      // Latin-1 name
+                        Packet(18).u32(6).str("/tmp/caf\xc3\xa9").str("/tmp/\xed\xa0\x80").wire()}),  // UTF-8, surrogate
+                   ev);
+    o.server_bytes(cat({Packet(101).u32(5).u32(0).str("").str("").wire(), Packet(101).u32(6).u32(0).str("").str("").wire()}),
+                   ev);
+    REQUIRE(ev.size() == 2);
+    CHECK(ev[0] == "{\"op\":\"remove\",\"path\":\"/tmp/caf\xef\xbf\xbd\",\"path_hex\":\"2f746d702f636166e9\",\"status\":\"ok\"}");
+    CHECK(ev[1] == "{\"op\":\"rename\",\"path\":\"/tmp/caf\xc3\xa9\",\"to\":\"/tmp/\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\","
+                   "\"to_hex\":\"2f746d702feda080\",\"status\":\"ok\"}");
+}
+
 TEST_CASE("sftp: out-of-order writes get no whole-file hash; bad packets make the observer give up") {
     SftpObserver o;
     std::vector<std::string> ev;

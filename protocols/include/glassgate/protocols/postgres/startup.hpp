@@ -139,10 +139,12 @@ private:
 };
 
 // ---- the `options` startup parameter ------------------------------------------------------------
-/// `options` split into arguments as the server does it (pg_split_opts): spaces, tabs, CR and LF
-/// separate; a backslash takes the next character literally (a final backslash stays as it is).
+/// `options` split into arguments as the server does it (pg_split_opts): whitespace (space, tab, LF,
+/// CR, VT, FF: isspace() in the C locale) separates; a backslash takes the next character literally
+/// (a final backslash stays as it is).
 std::vector<std::string> split_options(std::string_view options);
-/// The inverse for the server: arguments joined with spaces, with space, tab and backslash escaped.
+/// The inverse for the server: arguments joined with spaces, with whitespace and backslash escaped,
+/// so that split_options(join_options(args)) == args for any args.
 std::string join_options(const std::vector<std::string>& args);
 
 /// `options` without glassgate's own settings (any `glassgate.*` given as `-c name=value`,

@@ -28,7 +28,9 @@ public:
 
     /// Bytes the client sent / the server sent. Each completed operation appends one JSON object
     /// (one line, no newline) to `events`, e.g.
-    /// {"op":"close","path":"/tmp/a","read":0,"written":1048576,"sha256":"…"}.
+    /// {"op":"close","path":"/tmp/a","read":0,"written":1048576,"sha256":"…"}. Events are valid JSON
+    /// in UTF-8: a path that is not UTF-8 has U+FFFD for each ill-formed byte, and its exact bytes in
+    /// hex under "path_hex" (or "to_hex" for a rename's new name).
     void client_bytes(ByteView data, std::vector<std::string>& events);
     void server_bytes(ByteView data, std::vector<std::string>& events);
 
