@@ -593,4 +593,82 @@ TEST_CASE("open-file limit 1024: 900 sessions at once; those past capacity are r
     CHECK(s.sessions_json().size() >= open.size());
 }
 
+TEST_CASE("soak: 150 PostgreSQL clients and 50 SSH sessions at once, then 3000 short sessions: no error, memory and descriptors back") {
+    FaultStack s({.postgres_settings = {"max_connections=300"}});
+    const auto pid = s.serve.pid();
+    auto fds = [&] {
+        std::size_t n = 0;
+        for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++n;
+        return n;
+    };
+    const auto env = s.pg_env(s.alice_token);
+    auto init = run({"pgbench", "-i", "-s", "1", "-q", s.conninfo("alice")}, {.env = env, .timeout = 120s});
+    REQUIRE_MESSAGE(init.exit_code == 0, init.describe());
+    // Warm: one SSH and one PostgreSQL session, so the baseline has the threads and caches a session needs.
+    REQUIRE(s.ssh("alice:web01", "true", "alice").run.exit_code == 0);
+    const long rss_before = proc_status_kb(pid, "VmRSS");
+    const std::size_t fds_before = fds();
+
+    std::vector<Process> ssh;
+    for (int i = 0; i < 50; ++i) {
+        ssh.push_back(s.ssh_background("alice:web01", "sleep 25; echo soak-" + std::to_string(i), "ssh-" + std::to_string(i) + ".log",
+                                       "alice"));
+    }
+    long rss_peak = 0;
+    std::size_t fds_peak = 0;
+    std::atomic<bool> sampling{true};
+    std::thread sampler([&] {
+        while (sampling) {
+            rss_peak = std::max(rss_peak, proc_status_kb(pid, "VmRSS"));
+            fds_peak = std::max(fds_peak, fds());
+            std::this_thread::sleep_for(200ms);
+        }
+    });
+    auto many = run({"pgbench", "-n", "-S", "-c", "150", "-j", "2", "-T", "20", s.conninfo("alice")},
+                    {.env = env, .timeout = 180s});
+    int ssh_ok = 0;
+    for (std::size_t i = 0; i < ssh.size(); ++i) {
+        const auto code = ssh[i].wait_for(120s);
+        const auto out = read_file(s.dir / ("ssh-" + std::to_string(i) + ".log"));
+        if (code && *code == 0 && out.find("soak-" + std::to_string(i)) != std::string::npos) ++ssh_ok;
+    }
+    auto shorts = run({"pgbench", "-n", "-S", "-C", "-c", "4", "-j", "2", "-t", "750", s.conninfo("alice")},
+                      {.env = env, .timeout = 300s});
+    sampling = false;
+    sampler.join();
+    CHECK_MESSAGE(many.exit_code == 0, many.describe());
+    CHECK(many.out.find("number of clients: 150") != std::string::npos);
+    CHECK(many.out.find("number of failed transactions: 0") != std::string::npos);
+    CHECK(ssh_ok == 50);
+    CHECK_MESSAGE(shorts.exit_code == 0, shorts.describe());
+    CHECK(shorts.out.find("number of transactions actually processed: 3000/3000") != std::string::npos);
+
+    // Every session is closed in the index; memory and descriptors come back near where they started.
+    REQUIRE_MESSAGE(wait_until([&] {
+        for (const auto& v : s.sessions_json()) {
+            if (v.as_object().at("state").as_string() != "closed") return false;
+        }
+        return true;
+    }, 120s, 500ms), s.serve_log());
+    const auto sessions = s.sessions_json();
+    std::size_t errors = 0;
+    for (const auto& v : sessions) {
+        const auto reason = std::string(v.as_object().at("close_reason").as_string());
+        if (reason != "client_disconnect" && reason != "backend_disconnect") ++errors;
+    }
+    CHECK(sessions.size() >= 150 + 50 + 3000);
+    CHECK_MESSAGE(errors == 0, boost::json::serialize(sessions.back()));
+    CHECK_MESSAGE(wait_until([&] { return fds() <= fds_before + 8; }, 60s, 500ms),
+                  "descriptors " << fds_before << " before, " << fds() << " now (sshd port " << s.sshd.port()
+                                 << ", PostgreSQL port " << s.pg.port() << ", IdP " << s.idp.issuer() << "): "
+                                 << run({"sh", "-c", "ss -tanp | grep pid=" + std::to_string(pid) + ","}).out);
+    const long rss_after = proc_status_kb(pid, "VmRSS");
+    MESSAGE("serve: RSS " << rss_before / 1024 << " MiB before, peak " << rss_peak / 1024 << " MiB, after "
+                          << rss_after / 1024 << " MiB; descriptors " << fds_before << " before, peak " << fds_peak
+                          << ", after " << fds() << "; " << sessions.size() << " sessions");
+    CHECK(rss_after - rss_before < 64 * 1024);
+    auto audit = s.gg({"verify", "--all", "--audit"});
+    CHECK_MESSAGE(audit.exit_code == 0, audit.describe());
+}
+
 TEST_SUITE_END();

@@ -142,11 +142,16 @@ void Connection::teardown() {
     admit_msg_.reset();
     for (auto& p : pairs_) p->leave_channels_to_sessions();
     pairs_.clear();
+    // libssh (0.10) never closes a socket it was given with SSH_OPTIONS_FD: ssh_disconnect forgets it,
+    // except on a failed ssh_connect, which closes it and marks it closed. So the socket is closed here,
+    // as libssh held it just before the disconnect (-1 when libssh closed it already); before
+    // ssh_connect it is still only ours.
+    int fd = backend_fd_;
     if (be_) {
-        be_.reset();  // ssh_disconnect, then ssh_free, which closes backend_fd_
-    } else if (backend_fd_ >= 0) {
-        ::close(backend_fd_);
+        if (be_connect_called_) fd = ssh_get_fd(be_.get());
+        be_.reset();  // ssh_disconnect, then ssh_free
     }
+    if (fd >= 0) ::close(fd);
     backend_fd_ = -1;
     srv_.reset();
     be_key_.reset();

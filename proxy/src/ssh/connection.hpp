@@ -222,7 +222,7 @@ private:
     // backend
     enum class Be { none, resolving, tcp_ready, connecting, authenticating, ready, failed } be_state_ = Be::none;
     bool backend_ready_ = false;
-    int backend_fd_ = -1;  ///< owned here until handed to be_ (SSH_OPTIONS_FD), then ssh_free closes it
+    int backend_fd_ = -1;  ///< the backend socket, given to be_ (SSH_OPTIONS_FD); teardown() closes it
     bool be_connect_called_ = false;
     KeyHandle be_key_;
     std::string be_password_;

@@ -39,7 +39,7 @@ struct ClientOptions {
     std::optional<long> timeout_s;      ///< blocking sessions only
     std::string hostkeys;               ///< host key algorithms to offer
     const char* ciphers = nullptr;      ///< both directions; nullptr: libssh's default
-    std::optional<int> fd;              ///< SSH_OPTIONS_FD: an already connected socket (ssh_free closes it)
+    std::optional<int> fd;              ///< SSH_OPTIONS_FD: an already connected socket (the caller closes it)
 };
 void set_client_options(ssh_session s, const config::SocketAddress& address, const ClientOptions& o);
 

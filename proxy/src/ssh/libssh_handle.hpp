@@ -5,8 +5,10 @@
 // Ordering rules the types cannot express (../shared/DESIGN.md, "SSH on Asio with libssh"):
 // - a channel goes before its session: free it (after taking its callbacks off, ChannelPair) or
 //   release() it to the session, whose ssh_free frees the channels it still has;
-// - after ssh_bind_accept_fd libssh owns the accepted fd and closes it; with SSH_OPTIONS_FD,
-//   ssh_disconnect leaves the fd open and ssh_free alone closes it;
+// - after ssh_bind_accept_fd libssh owns the accepted fd and closes it; with SSH_OPTIONS_FD (libssh
+//   0.10) neither ssh_disconnect nor ssh_free closes the fd (ssh_disconnect forgets it), except a failed
+//   ssh_connect, which closes it: the owner reads ssh_get_fd before the disconnect and closes that
+//   (Connection::teardown);
 // - a session leaves its ssh_event before either is freed (SessionEvent).
 
 #include <libssh/libssh.h>
