@@ -58,12 +58,12 @@ SshdPeer::SshdPeer(SshdOptions options) : options_(std::move(options)), dir_(mak
     client_public_key_ = ssh_key_without_comment(read_file(client_key().string() + ".pub"));
     write_file(authorized_keys(), client_public_key_ + "\n", 0600);
 
-    ServerSpec spec{.name = "sshd",
+    spec_ = ServerSpec{.name = "sshd",
                     .log_file = log_file(),
                     .stop_signal = SIGTERM,
                     .grace = std::chrono::seconds(10),
                     .timeout = options_.start_timeout};
-    spec.make = [this](std::uint16_t port) {
+    spec_.make = [this](std::uint16_t port) {
         std::string config =
             "# glassgate test peer (written by the test harness)\n"
             "ListenAddress 127.0.0.1\n"
@@ -91,12 +91,12 @@ SshdPeer::SshdPeer(SshdOptions options) : options_(std::move(options)), dir_(mak
         write_file(known_hosts(), "[127.0.0.1]:" + std::to_string(port) + " " + host_public_key_ + "\n", 0644);
         return SpawnOptions{.argv = {sshd_program, "-D", "-e", "-f", config_file().string()}, .cwd = dir_.path()};
     };
-    spec.ready = [this](std::uint16_t port) {
+    spec_.ready = [this](std::uint16_t port) {
         // "Server listening on 127.0.0.1 port P." — no probe connection cluttering the log.
-        return read_file_from(log_file(), 0).find("Server listening on 127.0.0.1 port " + std::to_string(port)) !=
+        return read_file_from(log_file(), ready_from_).find("Server listening on 127.0.0.1 port " + std::to_string(port)) !=
                std::string::npos;
     };
-    auto started = start_server(spec);
+    auto started = start_server(spec_);
     server_ = std::move(started.process);
     port_ = started.port;
 }
@@ -104,6 +104,15 @@ SshdPeer::SshdPeer(SshdOptions options) : options_(std::move(options)), dir_(mak
 SshdPeer::~SshdPeer() { stop(); }
 
 void SshdPeer::stop() { server_.stop(); }
+
+void SshdPeer::start_again() {
+    server_.stop();
+    std::error_code ec;
+    ready_from_ = std::filesystem::exists(log_file(), ec) ? std::filesystem::file_size(log_file(), ec) : 0;
+    auto spec = spec_;
+    spec.fixed_port = port_;
+    server_ = start_server(spec).process;
+}
 
 void SshdPeer::authorize_key(std::string_view public_key_line) {
     append_file(authorized_keys(), std::string(public_key_line) + "\n");

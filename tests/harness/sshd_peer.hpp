@@ -62,6 +62,9 @@ class SshdPeer : public LoopbackPeer {
 
     /// SIGTERM to sshd's group now (the destructor does the same).
     void stop();
+    /// Starts sshd again on the same port with the same keys (after stop(): a backend that was down and
+    /// comes back). Throws PeerError when it cannot start.
+    void start_again();
 
  private:
     SshdOptions options_;
@@ -69,6 +72,8 @@ class SshdPeer : public LoopbackPeer {
     std::string user_;
     std::string client_public_key_;
     std::string host_public_key_;
+    ServerSpec spec_;
+    std::uintmax_t ready_from_ = 0;  ///< where in the log the next start's "Server listening" is looked for
     Process server_;
 };
 

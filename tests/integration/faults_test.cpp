@@ -426,6 +426,54 @@ TEST_CASE("kill -9 with SSO and break-glass sessions open on PostgreSQL and SSH:
     CHECK_MESSAGE(sso_ssh_again.run.out == "after-restart\n", sso_ssh_again.run.describe());
 }
 
+TEST_CASE("SSH backend down at rotation time, serve restarted while it is pending: the key is rotated once sshd is back") {
+    FaultStack s({.breakglass = true});
+    auto d = s.gg({"emergency", "declare", "--reason", "CHG-8 rotation drill", "--for", "1h"});
+    REQUIRE_MESSAGE(d.exit_code == 0, d.describe());
+    const auto pass = s.stage("bg-ssh");
+    auto bg = s.ssh_background("bg-ssh:web01", "echo marker-down; sleep 300", "bg-down.log", "", pass, "INC-79");
+    REQUIRE_MESSAGE(wait_until([&] { return s.file_text("bg-down.log").find("marker-down") != std::string::npos; }, 60s, 50ms),
+                    s.file_text("bg-down.log") << s.serve_log());
+    s.sshd.stop();  // the backend goes away: the session ends, its key rotation finds no sshd
+    CHECK(bg.wait_for(60s).has_value());
+    const auto id = s.session_of("ssh", "breakglass");
+    REQUIRE(!id.empty());
+    auto pending = [&]() -> boost::json::object {
+        const auto st = s.gg({"emergency", "status", "--json"});
+        boost::system::error_code ec;
+        auto v = boost::json::parse(st.out, ec);
+        if (ec || !v.is_object()) return {};
+        auto* p = v.as_object().if_contains("rotation_pending");
+        if (!p || !p->is_array() || p->as_array().empty()) return {};
+        return p->as_array()[0].as_object();
+    };
+    REQUIRE_MESSAGE(wait_until([&] {
+        auto j = pending();
+        return j.contains("attempts") && j.at("attempts").as_int64() >= 1;
+    }, 60s, 250ms), s.serve_log());
+    CHECK(!pending().at("last_error").as_string().empty());
+    auto list = s.gg({"breakglass", "list"});
+    CHECK_MESSAGE(list.out.find("rotation of web01 pending since") != std::string::npos, list.describe());
+
+    s.serve.stop();  // restart while the rotation is pending and sshd is still down
+    s.start();
+    CHECK(pending().contains("attempts"));
+    auto human = s.gg({"status"});
+    CHECK_MESSAGE(human.out.find("web01 rotation-pending since") != std::string::npos, human.describe());
+
+    s.sshd.start_again();
+    REQUIRE_MESSAGE(wait_until([&] {
+        const auto st = s.gg({"emergency", "status", "--json"});
+        return st.out.find("\"rotation_pending\":[]") != std::string::npos &&
+               s.gg({"audit", "--event", "rotation.done"}).out.find(id) != std::string::npos;
+    }, 60s, 250ms), s.gg({"emergency", "status"}).out << s.serve_log());
+    auto old_key = run(s.sshd.ssh_argv("true"));
+    CHECK_MESSAGE(old_key.exit_code == 255, old_key.describe());  // the key the session used is refused
+    auto sso = s.ssh("web01", "echo after-rotation", "alice");  // glassgate uses the new one
+    CHECK_MESSAGE(sso.run.out == "after-rotation\n", sso.run.describe() << s.serve_log());
+    CHECK(s.account_state("bg-ssh") == "used");
+}
+
 TEST_CASE("state directory full: sessions ended with a message, new ones refused, audit kept and written when space returns") {
     FaultStack s({.state_on_tmpfs = true});
     // Two sessions with steady traffic.
