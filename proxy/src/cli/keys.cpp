@@ -10,6 +10,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "internal.hpp"
+#include "glassgate/proxy/recording/recording_file.hpp"
 #include "glassgate/session/audit_chain.hpp"
 #include "glassgate/session/recording.hpp"
 
@@ -35,14 +36,7 @@ int verify_recording_file(const std::string& path, const crypto::Ed25519PublicKe
     if (!in) throw OperationalError("cannot read " + path + ": " + std::strerror(errno));
     // No HMAC key: the MACs need the proxy's secret; the signatures carry the proof here.
     session::RecordingReader reader({}, key);
-    std::vector<char> chunk(1 << 20);
-    while (in) {
-        in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-        const auto n = static_cast<std::size_t>(in.gcount());
-        if (n == 0) break;
-        reader.feed(as_bytes(std::string_view(chunk.data(), n)));
-    }
-    if (in.bad()) throw OperationalError("cannot read " + path + ": " + std::strerror(errno));
+    if (!feed_recording(reader, in)) throw OperationalError("cannot read " + path + ": " + std::strerror(errno));
     const auto rep = reader.finish();
     const std::string status = !rep.intact ? "broken" : rep.sealed ? "ok" : "incomplete";
     const auto key_text = session::ed25519_key_text(key);

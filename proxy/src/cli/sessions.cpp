@@ -14,6 +14,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "internal.hpp"
+#include "glassgate/proxy/recording/recording_file.hpp"
 #include "glassgate/config/loader.hpp"
 #include "glassgate/session/asciicast.hpp"
 #include "glassgate/session/pg_transcript.hpp"
@@ -173,16 +174,8 @@ VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir) {
     auto path = dir.recordings_dir() / r.recording;
     std::ifstream in(path, std::ios::binary);
     if (!in) return {"broken", "recording " + path.string() + " cannot be read: " + std::strerror(errno)};
-    // Streamed: a recording of a bulk session (record_copy = "full") can be large.
     session::RecordingReader reader(dir.recording_key());
-    std::vector<char> chunk(1 << 20);
-    while (in) {
-        in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-        const auto n = static_cast<std::size_t>(in.gcount());
-        if (n == 0) break;
-        reader.feed(as_bytes(std::string_view(chunk.data(), n)));
-    }
-    if (in.bad()) return {"broken", "recording " + path.string() + " cannot be read: " + std::strerror(errno)};
+    if (!feed_recording(reader, in)) return {"broken", "recording " + path.string() + " cannot be read: " + std::strerror(errno)};
     const auto rep = reader.finish();
     if (!rep.intact) return {"broken", rep.summary()};
     if (reader.header().session_id != r.id) {

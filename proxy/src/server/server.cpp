@@ -23,6 +23,7 @@
 #include "glassgate/proxy/ops/logging.hpp"
 #include "glassgate/proxy/ops/metrics.hpp"
 #include "glassgate/proxy/postgres/pg_proxy.hpp"
+#include "glassgate/proxy/recording/recording_file.hpp"
 #include "glassgate/proxy/recording/recording_writer.hpp"
 #include "glassgate/proxy/rotation/rotation.hpp"
 #include "glassgate/proxy/ssh/ssh_proxy.hpp"
@@ -234,13 +235,7 @@ struct Server::Impl {
         std::ifstream in(path, std::ios::binary);
         if (!in) return {"recording " + path.string() + " cannot be read", 0};
         session::RecordingReader reader(state.recording_key());
-        std::vector<char> chunk(1 << 20);
-        while (in) {
-            in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-            const auto n = static_cast<std::size_t>(in.gcount());
-            if (n == 0) break;
-            reader.feed(as_bytes(std::string_view(chunk.data(), n)));
-        }
+        if (!feed_recording(reader, in)) return {"recording " + path.string() + " cannot be read", 0};
         const auto rep = reader.finish();
         return {"recording " + rep.summary(), rep.authenticated_events};
     }
