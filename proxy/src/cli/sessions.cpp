@@ -285,7 +285,10 @@ int cmd_verify(const Args& args, Io& io) {
     return broken ? exit_failure : exit_ok;
 }
 
-session::DecodedRecording load_recording(const config::Config& cfg, const std::string& id, Io& io) {
+namespace {
+
+/// The whole recording file of session `id`, with the state it was found in.
+std::pair<std::string, State> read_session_recording(const config::Config& cfg, const std::string& id) {
     auto st = open_state(cfg);
     auto r = st.store->find_session(id);
     if (!r) throw OperationalError("no session with id '" + id + "'");
@@ -294,6 +297,13 @@ session::DecodedRecording load_recording(const config::Config& cfg, const std::s
     std::ifstream in(path, std::ios::binary);
     if (!in) throw OperationalError("cannot read " + path.string() + ": " + std::strerror(errno));
     const std::string bytes = read_stream(in);
+    return {bytes, std::move(st)};
+}
+
+}  // namespace
+
+session::DecodedRecording load_recording(const config::Config& cfg, const std::string& id, Io& io) {
+    const auto [bytes, st] = read_session_recording(cfg, id);
     auto rec = session::read_recording(as_bytes(bytes), st.dir->recording_key());
     if (!rec.report.intact) {
         io.err << "WARNING: the recording fails verification: " << rec.report.summary() << "\n";
@@ -305,14 +315,7 @@ namespace {
 
 /// `export ID --format ggrec --output FILE`: the recording file as written (signed) and FILE.pub.
 int export_recording_file(const config::Config& cfg, const std::string& id, const std::string& file, Io& io) {
-    auto st = open_state(cfg);
-    auto r = st.store->find_session(id);
-    if (!r) throw OperationalError("no session with id '" + id + "'");
-    if (r->recording.empty()) throw OperationalError("session " + id + " has no recording (it ended before recording started)");
-    auto path = st.dir->recordings_dir() / r->recording;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw OperationalError("cannot read " + path.string() + ": " + std::strerror(errno));
-    const std::string bytes = read_stream(in);
+    const auto [bytes, st] = read_session_recording(cfg, id);
     const auto rep = session::verify_recording(as_bytes(bytes), st.dir->recording_key());
     if (!rep.intact) io.err << "WARNING: the recording fails verification: " << rep.summary() << "\n";
     if (rep.format_version == session::recording_format_version) {
