@@ -5,6 +5,10 @@
 //   3. apply_derived_defaults() then validate(): the rules that relate several keys or tables.
 // The only I/O is reading the file in load_config_file().
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -43,10 +47,11 @@ using detail::ZeroDuration;
 using namespace std::chrono_literals;
 
 // The schema: every key the loader accepts, per table. Anything else is an error.
-constexpr std::string_view root_keys[] = {"server", "listen", "tls", "idp", "admin", "ssh", "log", "target", "fallback"};
+constexpr std::string_view root_keys[] = {"server", "store", "listen", "tls", "idp", "admin", "ssh", "log", "target", "fallback"};
 constexpr std::string_view ssh_keys[] = {"host_key", "login_grace", "sso_cache", "env_allow", "max_auth_failures"};
 constexpr std::string_view server_keys[] = {"state_dir", "admin_socket", "shutdown_grace", "recording_buffer_bytes",
-                                            "min_free_bytes"};
+                                            "min_free_bytes", "instance", "master_key_file"};
+constexpr std::string_view store_keys[] = {"postgres"};
 constexpr std::string_view listen_keys[] = {"postgres", "ssh", "allow_plaintext", "postgres_auth_timeout"};
 constexpr std::string_view tls_keys[] = {"cert_file", "key_file"};
 constexpr std::string_view idp_keys[] = {"issuer",        "client_id",     "audience",          "username_claim",
@@ -198,6 +203,82 @@ std::string host_key_problem(std::string_view key) {
     return {};
 }
 
+bool valid_instance_name(std::string_view v) {
+    if (v.empty() || v.size() > 64) return false;
+    return std::all_of(v.begin(), v.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+               c == '_';
+    });
+}
+
+/// The host name, cut to a valid instance name ("glassgate" if there is none).
+std::string default_instance_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "glassgate";
+    std::string name;
+    for (const char* p = buf; *p && name.size() < 64; ++p) {
+        const char c = *p;
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                        c == '-' || c == '_';
+        name += ok ? c : '_';
+    }
+    return name.empty() ? "glassgate" : name;
+}
+
+/// Why a [store] postgres connection string is refused ("" if it is acceptable): a password written
+/// into the configuration (key=value `password=...` or a URI's user:password@ or ?password=).
+std::string conninfo_problem(std::string_view c) {
+    const auto lower = [](std::string_view s) {
+        std::string out(s);
+        for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        return out;
+    };
+    const std::string l = lower(c);
+    const std::string_view secret_hint =
+        "a password must not be written in the configuration: use passfile= (or ~/.pgpass), a client certificate "
+        "(sslcert=/sslkey=) or PGPASSFILE";
+    if (l.starts_with("postgresql://") || l.starts_with("postgres://")) {
+        const auto rest = std::string_view(l).substr(l.find("://") + 3);
+        const auto authority = rest.substr(0, rest.find_first_of("/?"));
+        if (const auto at = authority.rfind('@'); at != std::string_view::npos &&
+                                                 authority.substr(0, at).find(':') != std::string_view::npos) {
+            return std::string(secret_hint) + " (the URI has user:password@)";
+        }
+        if (const auto q = rest.find('?'); q != std::string_view::npos) {
+            const auto query = rest.substr(q + 1);
+            if (query.starts_with("password=") || query.find("&password=") != std::string_view::npos) {
+                return std::string(secret_hint);
+            }
+        }
+        return {};
+    }
+    // key = value pairs: a keyword "password" anywhere (values may be quoted; keywords are not).
+    std::size_t i = 0;
+    while (i < l.size()) {
+        while (i < l.size() && std::isspace(static_cast<unsigned char>(l[i]))) ++i;
+        const auto key_start = i;
+        while (i < l.size() && l[i] != '=' && !std::isspace(static_cast<unsigned char>(l[i]))) ++i;
+        const auto key = std::string_view(l).substr(key_start, i - key_start);
+        while (i < l.size() && std::isspace(static_cast<unsigned char>(l[i]))) ++i;
+        if (i >= l.size() || l[i] != '=') {
+            if (key.empty()) break;
+            return "expected keyword=value, found '" + std::string(c.substr(key_start, i - key_start)) + "'";
+        }
+        ++i;  // '='
+        while (i < l.size() && std::isspace(static_cast<unsigned char>(l[i]))) ++i;
+        if (i < l.size() && l[i] == '\'') {
+            ++i;
+            while (i < l.size() && l[i] != '\'') i += (l[i] == '\\') ? 2 : 1;
+            if (i >= l.size()) return "unterminated quoted value";
+            ++i;
+        } else {
+            while (i < l.size() && !std::isspace(static_cast<unsigned char>(l[i]))) i += (l[i] == '\\') ? 2 : 1;
+        }
+        if (key == "password") return std::string(secret_hint);
+    }
+    return {};
+}
+
 /// Default warning ahead of a session cap: 5m when the cap is at least 10m, otherwise half the cap.
 Duration default_warn_before(Duration max_session) {
     return max_session >= Duration(10min) ? Duration(5min) : max_session / 2;
@@ -216,6 +297,17 @@ public:
         if (const auto* t = root.read_table("server")) {
             read_server(*t);
         }
+        if (const auto* t = root.read_table("store")) {
+            TableReader store(diag_, *t, "store", store_keys);
+            if (auto conninfo = store.read_string("postgres")) {
+                if (auto problem = conninfo_problem(*conninfo); !problem.empty()) {
+                    store.error("postgres", std::move(problem));
+                } else {
+                    config_.store.postgres = std::move(*conninfo);
+                }
+            }
+        }
+        if (config_.server.instance.empty()) config_.server.instance = default_instance_name();
         if (const auto* t = root.read_table("listen")) {
             read_listen(*t);
         }
@@ -299,6 +391,14 @@ private:
         if (auto v = t.read_integer("min_free_bytes", 0, LLONG_MAX)) {
             config_.server.min_free_bytes = static_cast<std::uint64_t>(*v);
         }
+        if (auto v = t.read_string("instance")) {
+            if (!valid_instance_name(*v)) {
+                t.error("instance", "must be 1 to 64 characters of letters, digits, '.', '-' and '_'");
+            } else {
+                config_.server.instance = std::move(*v);
+            }
+        }
+        config_.server.master_key_file = t.read_path("master_key_file", base_);
     }
 
     void read_listen(const toml::table& table) {

@@ -116,6 +116,7 @@ boost::json::object to_json(const SessionRecord& r) {
     o["recording"] = r.recording;
     o["sealed_events"] = r.sealed_events ? boost::json::value(*r.sealed_events) : boost::json::value(nullptr);
     o["sealed_chain_hash"] = r.sealed_chain_hash;
+    o["instance"] = r.instance;
     return o;
 }
 

@@ -9,6 +9,7 @@
 
 #include "internal.hpp"
 #include "glassgate/config/loader.hpp"
+#include "glassgate/proxy/store/configured_store.hpp"
 
 namespace gg::proxy::cli {
 
@@ -61,12 +62,8 @@ config::Config load_config_or_throw(const Args& args, Io& io) {
 
 State open_state(const config::Config& cfg) {
     State st;
-    st.dir = std::make_unique<StateDir>(cfg.server.state_dir);
-    try {
-        st.store = open_sqlite_store(st.dir->store_file(), st.dir->audit_key(), st.dir->signing_seed());
-    } catch (const StoreError& e) {
-        throw OperationalError(e.what());
-    }
+    st.dir = std::make_unique<StateDir>(cfg.server.state_dir, cfg.server.master_key_path());
+    st.store = open_configured_store(cfg, *st.dir);
     return st;
 }
 

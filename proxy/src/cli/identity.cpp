@@ -208,6 +208,25 @@ int cmd_status(const Args& args, Io& io) {
         }
     }
     io.out << "sessions    " << str(o.if_contains("active_sessions")) << " active\n";
+    if (auto* sh = o.if_contains("recordings_unshipped"); sh && sh->is_object()) {
+        const auto& so = sh->as_object();
+        if (auto n = str(so.if_contains("count")); n != "0" && n != "-") {
+            io.out << "shipping    " << n << " recording(s) not yet in the state store";
+            if (auto e = str(so.if_contains("last_error")); e != "-" && !e.empty()) io.out << ", last error: " << e;
+            io.out << "\n";
+        }
+    }
+    if (auto* in = o.if_contains("instances"); in && in->is_array()) {
+        for (const auto& entry : in->as_array()) {
+            if (!entry.is_object()) continue;
+            const auto& i = entry.as_object();
+            io.out << "instance    " << str(i.if_contains("instance")) << " " << str(i.if_contains("status")) << ", heartbeat "
+                   << str(i.if_contains("heartbeat")) << ", idp " << (str(i.if_contains("idp")).empty() ? "-" : str(i.if_contains("idp")))
+                   << ", " << str(i.if_contains("active_sessions")) << " session(s), host " << str(i.if_contains("host"));
+            if (auto b = str(i.if_contains("reaped_by")); !b.empty() && b != "-") io.out << " (sessions closed by " << b << ")";
+            io.out << "\n";
+        }
+    }
     return exit_ok;
 }
 

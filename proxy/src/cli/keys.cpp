@@ -102,7 +102,7 @@ int verify_audit_file(const std::string& path, const crypto::Ed25519PublicKey& k
 
 int cmd_keys_show(const Args& args, Io& io) {
     auto cfg = load_config_or_throw(args, io);
-    const StateDir dir(cfg.server.state_dir);
+    const StateDir dir(cfg.server.state_dir, cfg.server.master_key_path());
     const auto& key = dir.signing_public_key();
     io.out << session::ed25519_key_text(key) << "\n";
     // The fingerprint goes to standard error, so `glassgate keys show > proxy.pub` writes only the key.

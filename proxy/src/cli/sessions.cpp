@@ -93,7 +93,8 @@ std::string session_line(const SessionRecord& r) {
        << session::to_string(r.protocol) << "  " << session::to_string(r.auth) << "  "
        << (r.identity.empty() ? "-" : r.identity) << "  " << (r.target.empty() ? "-" : r.target) << "  "
        << fmt_duration(std::chrono::duration_cast<std::chrono::microseconds>(end - r.started)) << "  "
-       << (r.close_reason == session::CloseReason::none ? "-" : std::string(session::to_string(r.close_reason)));
+       << (r.close_reason == session::CloseReason::none ? "-" : std::string(session::to_string(r.close_reason))) << "  "
+       << (r.instance.empty() ? "-" : r.instance);
     return os.str();
 }
 
@@ -157,7 +158,20 @@ int cmd_sessions_show(const Args& args, Io& io) {
     line("bytes out", std::to_string(r->bytes_server_to_client) + " (server to client)");
     line("close reason", std::string(session::to_string(r->close_reason)) +
                              (r->close_detail.empty() ? "" : ": " + r->close_detail));
-    line("recording", r->recording.empty() ? "-" : (st.dir->recordings_dir() / r->recording).string());
+    line("instance", r->instance.empty() ? "-" : r->instance);
+    std::string where = "-";
+    if (!r->recording.empty()) {
+        std::error_code fec;
+        const auto local = st.dir->recordings_dir() / r->recording;
+        where = local.string();
+        if (!std::filesystem::exists(local, fec)) {
+            const auto shipped = st.store->shipped_recording(r->id);
+            where = shipped.bytes == 0 ? r->recording + " (not on this machine, not in the state store)"
+                                       : r->recording + " (in the state store: " + std::to_string(shipped.bytes) + " bytes, " +
+                                             (shipped.complete ? "complete" : "incomplete") + ")";
+        }
+    }
+    line("recording", where);
     line("sealed", r->sealed_events ? std::to_string(*r->sealed_events) + " events, chain " + r->sealed_chain_hash : "-");
     return exit_ok;
 }
@@ -169,14 +183,21 @@ struct VerifyOutcome {
     std::string message;
 };
 
-VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir) {
+VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir, StateStore& store) {
     if (r.recording.empty()) return {"missing", "no recording (the session ended before recording started)"};
-    auto path = dir.recordings_dir() / r.recording;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return {"broken", "recording " + path.string() + " cannot be read: " + std::strerror(errno)};
     session::RecordingReader reader(dir.recording_key());
-    if (!feed_recording(reader, in)) return {"broken", "recording " + path.string() + " cannot be read: " + std::strerror(errno)};
+    RecordingSource source;
+    try {
+        source = proxy::read_session_recording(dir.recordings_dir(), store, r,
+                                               [&](std::string_view b) { reader.feed(as_bytes(b)); });
+    } catch (const OperationalError& e) {
+        return {"broken", e.what()};
+    }
     const auto rep = reader.finish();
+    if (source.from_store && !source.complete && rep.intact && r.sealed_events) {
+        // Sealed on its instance, not all shipped yet: what the store has is checked, the rest is due.
+        return {"incomplete", rep.summary() + " (read from " + source.where + "; the rest is still being shipped)"};
+    }
     if (!rep.intact) return {"broken", rep.summary()};
     if (reader.header().session_id != r.id) {
         return {"broken", "recording belongs to session '" + reader.header().session_id + "', not '" + r.id + "'"};
@@ -262,7 +283,7 @@ int cmd_verify(const Args& args, Io& io) {
     bool broken = false;
     boost::json::array results;
     for (const auto& r : rows) {
-        auto v = verify_one(r, *st.dir);
+        auto v = verify_one(r, *st.dir, *st.store);
         broken = broken || v.status == "broken";
         if (args.has("json")) {
             results.emplace_back(boost::json::object{{"id", r.id}, {"status", v.status}, {"message", v.message}});
@@ -293,10 +314,9 @@ std::pair<std::string, State> read_session_recording(const config::Config& cfg, 
     auto r = st.store->find_session(id);
     if (!r) throw OperationalError("no session with id '" + id + "'");
     if (r->recording.empty()) throw OperationalError("session " + id + " has no recording (it ended before recording started)");
-    auto path = st.dir->recordings_dir() / r->recording;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw OperationalError("cannot read " + path.string() + ": " + std::strerror(errno));
-    const std::string bytes = read_stream(in);
+    std::string bytes;
+    (void)proxy::read_session_recording(st.dir->recordings_dir(), *st.store, *r,
+                                        [&](std::string_view b) { bytes.append(b); });
     return {bytes, std::move(st)};
 }
 

@@ -29,6 +29,7 @@ bool SessionScope::open(const Open& o) {
     const auto started = now_tp();
     t0_ = std::chrono::steady_clock::now();
     session_.emplace(reserve_id(), protocol_, peer_, started);
+    session_->set_instance(deps_.instance);
     log_ = logging::session_logger(session_->id());
     (void)session_->authorize(o.identity, o.method, o.target, o.cap, o.reason);
     session::RecordingHeader hdr;
@@ -41,11 +42,13 @@ bool SessionScope::open(const Open& o) {
     hdr.extra["client"] = peer_;
     hdr.extra["auth"] = o.auth_detail;
     hdr.extra["mode"] = method_label_;
+    if (!deps_.instance.empty()) hdr.extra["instance"] = deps_.instance;
     if (!o.reason.empty()) hdr.extra["reason"] = o.reason;
     std::string error;
     try {
         rec_ = deps_.recordings.open(hdr);
         session_->set_recording(rec_->path().filename().string());
+        if (deps_.shipper) deps_.shipper->track(session_->id(), rec_->path());
     } catch (const std::exception& e) {
         error = e.what();
     }
@@ -236,6 +239,7 @@ asio::awaitable<void> SessionScope::close(session::CloseReason why, std::string 
     auto work = seal_and_save(rec_, t_end, std::move(record), std::move(ev), method_label_, log_, deps_.store);
     const auto sealed = co_await asio::co_spawn(writes_, std::move(work), asio::use_awaitable);
     if (sealed.ok) session_->set_seal(sealed.events, sealed.chain_hash_hex);
+    if (deps_.shipper) deps_.shipper->finished(session_->id());
     const auto& r = session_->record();
     if (counted_) {
         --deps_.active_sessions;

@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 
+#include "glassgate/proxy/cluster/recording_shipper.hpp"
 #include "glassgate/proxy/ops/logging.hpp"
 #include "glassgate/proxy/ops/metrics.hpp"
 #include "glassgate/proxy/recording/recording_writer.hpp"
@@ -55,6 +56,9 @@ struct SessionDeps {
     Metrics& metrics;
     std::atomic<std::uint64_t>& active_sessions;
     boost::asio::thread_pool& blocking;
+    std::string instance;  ///< [server] instance: written into each session's index row
+    /// Ships recordings into a shared store (nullptr: the embedded store, nothing to ship).
+    cluster::RecordingShipper* shipper = nullptr;
 };
 
 class SessionScope {

@@ -35,9 +35,18 @@ std::optional<std::uint64_t> StorageGuard::free_bytes(const std::filesystem::pat
     return static_cast<std::uint64_t>(st.f_bavail) * static_cast<std::uint64_t>(st.f_frsize);
 }
 
-std::optional<std::string> StorageGuard::refusal(std::string_view protocol) {
+std::optional<StorageGuard::Refusal> StorageGuard::refusal(std::string_view protocol) {
     std::optional<std::string> why;
-    for (const auto& d : dirs_) {
+    std::string_view user = user_message;
+    std::string sqlstate = "53100";  // disk_full
+    if (store_check_) {
+        if (auto unreachable = store_check_()) {
+            why = "the state store is unreachable: " + *unreachable;
+            user = store_unreachable_message;
+            sqlstate = "57P03";  // cannot_connect_now
+        }
+    }
+    if (!why) for (const auto& d : dirs_) {
         const auto avail = free_bytes(d);
         if (!avail) {
             why = "cannot read the free space of " + d.string();
@@ -64,7 +73,7 @@ std::optional<std::string> StorageGuard::refusal(std::string_view protocol) {
         last_log_ = now;
         spdlog::error("refusing new {} sessions: {}", protocol, *why);
     }
-    return why;
+    return Refusal{*why, std::string(user), sqlstate};
 }
 
 void StorageGuard::update_metrics() {

@@ -48,7 +48,8 @@ ClientSession::ClientSession(tcp::socket sock, std::shared_ptr<Services> svc)
       backend_lock_(ex_),
       watchdog_(ex_),
       peer_(describe_peer(client_.socket())),
-      scope_(SessionDeps{svc_->store, svc_->recordings, svc_->metrics, svc_->active_sessions, *svc_->blocking},
+      scope_(SessionDeps{svc_->store, svc_->recordings, svc_->metrics, svc_->active_sessions, *svc_->blocking,
+                          svc_->cfg.server.instance, svc_->shipper},
              session::Protocol::postgres, peer_) {
     boost::system::error_code ec;
     client_.socket().set_option(tcp::no_delay(true), ec);
@@ -161,8 +162,8 @@ ClientSession::Step ClientSession::check_storage() {
     if (!svc_->storage) return std::nullopt;
     const auto why = svc_->storage->refusal("postgres");
     if (!why) return std::nullopt;
-    spdlog::warn("postgres {}: new session refused (user={}, target={}): {}", peer_, user_, target_name_, *why);
-    return Refusal{"53100", std::string(StorageGuard::user_message), {}};
+    spdlog::warn("postgres {}: new session refused (user={}, target={}): {}", peer_, user_, target_name_, why->why);
+    return Refusal{why->sqlstate, why->user_message, {}};
 }
 
 ClientSession::Step ClientSession::open_session() {

@@ -153,6 +153,10 @@ json::object to_json(const Job& j, bool with_secret) {
         o["next_attempt"] = session::format_utc(*j.next_attempt);
     }
     if (with_secret && !j.pending.empty()) o["pending"] = j.pending;
+    if (!j.lease_owner.empty() && j.lease_until) {
+        o["lease_owner"] = j.lease_owner;
+        o["lease_until_us"] = j.lease_until->time_since_epoch().count();
+    }
     return o;
 }
 
@@ -178,6 +182,10 @@ std::optional<Job> job_from_json(std::string_view text) {
     if (auto* x = o.if_contains("attempts"); x && x->is_int64()) j.attempts = static_cast<int>(x->as_int64());
     if (auto* x = o.if_contains("next_attempt_us"); x && x->is_int64()) {
         j.next_attempt = session::TimePoint(std::chrono::microseconds(x->as_int64()));
+    }
+    j.lease_owner = str("lease_owner");
+    if (auto* x = o.if_contains("lease_until_us"); x && x->is_int64()) {
+        j.lease_until = session::TimePoint(std::chrono::microseconds(x->as_int64()));
     }
     return j;
 }
@@ -430,9 +438,34 @@ void Worker::run_job(const std::string& target_name) {
                                       .source = {}, .session = job->session, .time = now_tp(), .mode = {},
                                       .extra = std::move(extra)});
     };
+    // Claim the job (a lease in the job itself): of several instances sharing the store, one works on
+    // it; when that one dies, the lease runs out and another takes over, reusing the pending secret.
+    const auto& me = cfg_.server.instance;
+    if (!job->lease_owner.empty() && job->lease_owner != me && job->lease_until && *job->lease_until > now_tp()) {
+        spdlog::debug("rotation of {}: instance {} is on it until {}", target_name, job->lease_owner,
+                      session::format_utc(*job->lease_until));
+        return;
+    }
+    {
+        Job claimed = *job;
+        if (!claimed.lease_owner.empty() && claimed.lease_owner != me) {
+            spdlog::warn("rotation of {}: taking over from instance {}, whose lease ran out", target_name,
+                         claimed.lease_owner);
+        }
+        claimed.lease_owner = me;
+        claimed.lease_until = now_tp() + std::chrono::duration_cast<std::chrono::microseconds>(rotation_lease);
+        auto claimed_text = json::serialize(to_json(claimed));
+        if (!store_.compare_and_set(store_namespace, target_name, text, claimed_text)) return;  // changed: next round
+        job = std::move(claimed);
+        text = std::move(claimed_text);
+    }
     auto fail = [&](const std::string& why) {
         auto cur = store_.get(store_namespace, target_name);
         Job j = cur ? job_from_json(*cur).value_or(*job) : *job;
+        if (j.lease_owner == me) {  // released: whoever is due next may take it
+            j.lease_owner.clear();
+            j.lease_until.reset();
+        }
         ++j.attempts;
         j.last_error = why;
         j.next_attempt = now_tp() + std::chrono::duration_cast<std::chrono::microseconds>(backoff(j.attempts));

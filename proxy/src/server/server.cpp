@@ -13,10 +13,12 @@
 #include <fstream>
 #include <thread>
 
-#include "glassgate/proxy/store/state_dir.hpp"
+#include "glassgate/proxy/store/configured_store.hpp"
 #include "glassgate/config/loader.hpp"
 #include "glassgate/proxy/ops/alerts.hpp"
 #include "glassgate/proxy/breakglass/breakglass.hpp"
+#include "glassgate/proxy/cluster/instances.hpp"
+#include "glassgate/proxy/cluster/recording_shipper.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/proxy/lifecycle/descriptor_budget.hpp"
 #include "glassgate/proxy/lifecycle/storage_guard.hpp"
@@ -108,24 +110,22 @@ struct Server::Impl {
     std::shared_ptr<Notifier> notifier;
     std::shared_ptr<breakglass::Service> bg;
     std::shared_ptr<rotation::Worker> rotator;
+    std::unique_ptr<cluster::Registry> registry;
+    std::unique_ptr<cluster::RecordingShipper> shipper;  ///< only with a shared store
     std::vector<session::SessionRecord> orphaned_breakglass;  ///< open break-glass sessions of a previous run
     session::TimePoint started = now();
     bool stopping = false;
 
-    explicit Impl(const config::Config& c) : cfg(c), state(c.server.state_dir) {
+    explicit Impl(const config::Config& c) : cfg(c), state(c.server.state_dir, c.server.master_key_path()) {
         // Each session holds two sockets and a recording file: use the whole hard limit.
         rlimit rl{};
         if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
             rl.rlim_cur = rl.rlim_max;
             ::setrlimit(RLIMIT_NOFILE, &rl);
         }
-        try {
-            // Index rows and audit events that cannot be written (state directory full) wait in memory,
-            // in order, instead of being lost (docs/architecture.md, "State directory full").
-            store = with_write_backlog(open_sqlite_store(state.store_file(), state.audit_key(), state.signing_seed()));
-        } catch (const StoreError& e) {
-            throw OperationalError(e.what());
-        }
+        // Index rows and audit events that cannot be written (state directory full, shared store down)
+        // wait in memory, in order, instead of being lost (docs/architecture.md, "State directory full").
+        store = with_write_backlog(open_configured_store(cfg, state));
         refuse_if_running();  // before the listeners: "port in use" would hide the real cause
         if (cfg.listen.postgres && cfg.tls) check_tls_files(*cfg.tls);
         if (cfg.listen.postgres) {
@@ -153,8 +153,16 @@ struct Server::Impl {
             *store, metrics, std::vector<std::filesystem::path>{state.recordings_dir(), state.store_file().parent_path()},
             cfg.server.min_free_bytes);
         storage->update_metrics();
+        start_registry();
         DescriptorBudget::declare_metrics(metrics);
         descriptors = std::make_shared<DescriptorBudget>(metrics);  // listeners, store and log are open
+        if (cfg.store.postgres) {
+            // Before the orphans are closed: the recordings of a previous run are shipped first, so that
+            // an instance that crashed makes its last checkpoints readable everywhere when it returns.
+            cluster::RecordingShipper::declare_metrics(metrics);
+            shipper = std::make_unique<cluster::RecordingShipper>(*store, metrics, cluster::RecordingShipper::Options{});
+            shipper->adopt_existing(state.recordings_dir());
+        }
         close_orphaned_sessions();
         if (pg_acceptor) {
             postgres::declare_metrics(metrics);
@@ -165,12 +173,14 @@ struct Server::Impl {
             pg->pool = postgres::make_backend_pool(&metrics);
             pg->storage = storage;
             pg->descriptors = descriptors;
+            pg->shipper = shipper.get();
         }
         if (ssh_acceptor) {
             auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
             sshs = ssh::make_services(cfg, *store, state.secrets_key(), *recordings, idp, metrics, active_sessions, pool);
             sshs->storage = storage;
             sshs->descriptors = descriptors;
+            sshs->shipper = shipper.get();
         }
         start_breakglass();
     }
@@ -228,47 +238,121 @@ struct Server::Impl {
     }
 
     /// What the recording of an interrupted session proves: read and verified up to its last
-    /// checkpoint (a file cut by kill -9 reads up to its last whole event).
+    /// checkpoint (a file cut by kill -9 reads up to its last whole event). Another instance's session
+    /// is read from what that instance shipped into the store.
     std::pair<std::string, std::uint64_t> verify_interrupted_recording(const session::SessionRecord& r) const {
         if (r.recording.empty()) return {"no recording (the session had not started recording)", 0};
-        const auto path = state.recordings_dir() / r.recording;
-        std::ifstream in(path, std::ios::binary);
-        if (!in) return {"recording " + path.string() + " cannot be read", 0};
         session::RecordingReader reader(state.recording_key());
-        if (!feed_recording(reader, in)) return {"recording " + path.string() + " cannot be read", 0};
+        std::string where;
+        try {
+            where = read_session_recording(state.recordings_dir(), *store, r,
+                                           [&](std::string_view b) { reader.feed(as_bytes(b)); })
+                        .where;
+        } catch (const std::exception& e) {
+            return {std::string("recording cannot be read: ") + e.what(), 0};
+        }
         const auto rep = reader.finish();
-        return {"recording " + rep.summary(), rep.authenticated_events};
+        return {"recording (" + where + ") " + rep.summary(), rep.authenticated_events};
     }
 
-    /// Sessions still open in the index belong to a previous run that stopped without closing them
-    /// (crash, kill -9, power loss): each is closed as interrupted (proxy_restarted), its recording
-    /// verified up to its last checkpoint, and session.end audited with outcome "interrupted".
-    void close_orphaned_sessions() {
+    /// Sessions still open in the index whose instance stopped without closing them (crash, kill -9,
+    /// power loss): each is closed as interrupted (proxy_restarted), its recording verified up to its
+    /// last checkpoint, and session.end audited with outcome "interrupted". `instance`: only that
+    /// instance's sessions (a shared store); nothing: all (the embedded store has one instance).
+    /// Returns the break-glass sessions among them (their accounts are used, their rotations due).
+    std::vector<session::SessionRecord> close_interrupted_sessions(const std::optional<std::string>& instance,
+                                                                    const std::string& by) {
+        std::vector<session::SessionRecord> breakglass;
         for (auto state_v : {session::State::authenticating, session::State::connecting, session::State::active,
                              session::State::closing}) {
             SessionFilter f;
             f.state = state_v;
+            f.instance = instance;
             for (auto r : store->list_sessions(f)) {
                 const auto [recording, authenticated] = verify_interrupted_recording(r);
                 r.state = session::State::closed;
                 r.close_reason = session::CloseReason::proxy_restarted;
-                r.close_detail = "interrupted: the proxy stopped while this session was " +
-                                 std::string(session::to_string(state_v)) + " (crash or kill); " + recording;
+                r.close_detail = "interrupted: " + by + " while this session was " +
+                                 std::string(session::to_string(state_v)) + "; " + recording;
                 r.ended = now();
-                if (r.auth == session::AuthMethod::breakglass) orphaned_breakglass.push_back(r);
+                if (r.auth == session::AuthMethod::breakglass) breakglass.push_back(r);
                 session::AuditEvent ev{.time = now(), .type = "session.end", .session_id = r.id, .identity = r.identity,
                                        .target = r.target, .source = r.client_address, .outcome = "interrupted",
-                                       .reason = "proxy_restarted: the proxy stopped while the session was open",
+                                       .reason = "proxy_restarted: " + by + " while the session was open",
                                        .details = {{"auth", std::string(session::to_string(r.auth))},
                                                    {"state", std::string(session::to_string(state_v))},
+                                                   {"instance", r.instance},
+                                                   {"closed_by", cfg.server.instance},
                                                    {"recording", r.recording},
                                                    {"recording_check", recording},
                                                    {"authenticated_events", authenticated}}};
                 store->save_session_and_audit(r, ev);
-                spdlog::warn("session {} was {} when the proxy last stopped; closed as interrupted ({})", r.id,
-                             session::to_string(state_v), recording);
+                spdlog::warn("session {}{} was {} when {}; closed as interrupted ({})", r.id,
+                             r.instance.empty() ? "" : " of instance " + r.instance, session::to_string(state_v), by,
+                             recording);
             }
         }
+        return breakglass;
+    }
+
+    /// This instance's sessions left open by its previous run.
+    void close_orphaned_sessions() {
+        std::optional<std::string> mine;
+        if (cfg.store.postgres) mine = cfg.server.instance;  // the others' are theirs (or their reaper's)
+        orphaned_breakglass = close_interrupted_sessions(mine, "the proxy stopped (crash or kill)");
+    }
+
+    /// Registers this instance in the store and starts its heartbeat; a dead instance's sessions are
+    /// closed here (docs/ha.md, "Instances").
+    void start_registry() {
+        cluster::Registry::declare_metrics(metrics);
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        cluster::InstanceInfo self;
+        self.id = cfg.server.instance;
+        self.host = host;
+        self.state_dir = std::filesystem::absolute(state.root()).lexically_normal().string();
+        self.version = GG_VERSION;
+        self.pid = ::getpid();
+        self.started = started;
+        if (cfg.listen.postgres) self.postgres_listen = cfg.listen.postgres->to_string();
+        cluster::Registry::Options opts;
+        if (const char* v = std::getenv("GLASSGATE_INSTANCE_DEAD_AFTER_MS"); v && *v) {
+            opts.dead_after = std::chrono::milliseconds(std::max(1000L, std::strtol(v, nullptr, 10)));
+        }
+        registry = std::make_unique<cluster::Registry>(*store, metrics, std::move(self), opts);
+        try {
+            registry->join();
+        } catch (const StoreError& e) {
+            throw OperationalError(e.what());
+        }
+        storage->set_store_check([r = registry.get()]() -> std::optional<std::string> {
+            if (r->store_reachable()) return std::nullopt;
+            return r->last_error();
+        });
+    }
+
+    void run_registry() {
+        registry->start(
+            [this] {
+                cluster::Registry::Live l;
+                if (idp) {
+                    static constexpr const char* names[] = {"unknown", "healthy", "degraded", "unreachable"};
+                    l.idp = names[static_cast<int>(idp->health().state)];
+                }
+                l.active_sessions = active_sessions.load();
+                return l;
+            },
+            [this](const std::string& dead) {
+                auto bgs = close_interrupted_sessions(dead, "instance " + dead + " stopped sending heartbeats (crash, "
+                                                             "kill or lost host)");
+                for (const auto& r : bgs) bg->recover_session(r, now());
+                store->append_audit({.time = now(), .type = "instance.down", .session_id = {}, .identity = {},
+                                     .target = {}, .source = {}, .outcome = "ok",
+                                     .reason = "no heartbeat from instance " + dead + "; its open sessions were closed",
+                                     .details = {{"instance", dead}, {"closed_by", cfg.server.instance},
+                                                 {"breakglass_sessions", bgs.size()}}});
+            });
     }
 
     asio::awaitable<void> accept_loop(tcp::acceptor& acc, std::string_view what) {
@@ -380,6 +464,19 @@ struct Server::Impl {
             spdlog::error("status: cannot list rotation jobs: {}", e.what());
         }
         o["rotation_pending"] = std::move(pending);
+        o["instance"] = cfg.server.instance;
+        if (shipper) {
+            const auto sh = shipper->status();
+            o["recordings_unshipped"] = boost::json::object{
+                {"count", sh.unshipped}, {"failing", sh.failing}, {"failures", sh.failures}, {"last_error", sh.last_error}};
+        }
+        boost::json::array instances;
+        try {
+            for (const auto& i : cluster::list_instances(*store)) instances.push_back(cluster::to_json(i));
+        } catch (const std::exception& e) {
+            spdlog::error("status: cannot list instances: {}", e.what());
+        }
+        o["instances"] = std::move(instances);
         const auto b = store->backlog_status();
         o["store_backlog"] = boost::json::object{{"queued", b.queued},
                                                  {"audit_events", b.audit_events},
@@ -510,6 +607,8 @@ int Server::run() {
     if (d.idp) d.idp->start();
     d.bg->start_mode_watch(d.control);
     d.rotator->start();
+    d.run_registry();
+    if (d.shipper) d.shipper->start();
 
     boost::json::object details{{"version", GG_VERSION}, {"pid", ::getpid()}, {"config", d.cfg.source.string()}};
     d.store->append_audit({.time = now(), .type = "proxy.start", .session_id = {}, .identity = {}, .target = {},
@@ -529,6 +628,8 @@ int Server::run() {
     d.io.run();
     for (auto& t : pool) t.join();
     d.recordings.reset();  // flushes and seals what is left
+    if (d.shipper) d.shipper->stop();  // one last pass; the rest is shipped by the next start
+    d.registry->leave();
     d.store->append_audit({.time = now(), .type = "proxy.stop", .session_id = {}, .identity = {}, .target = {},
                            .source = {}, .outcome = "ok", .reason = {}, .details = {}});
     spdlog::info("stopped");

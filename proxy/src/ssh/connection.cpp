@@ -34,7 +34,8 @@ std::string peer_of(const tcp::socket& s, bool with_port) {
 Connection::Connection(tcp::socket sock, std::shared_ptr<Services> svc)
     : svc_(std::move(svc)), ex_(sock.get_executor()), sock_(std::move(sock)), peer_(peer_of(sock_, true)),
       peer_addr_(peer_of(sock_, false)),
-      scope_(SessionDeps{svc_->store, svc_->recordings, svc_->metrics, svc_->active_sessions, *svc_->blocking},
+      scope_(SessionDeps{svc_->store, svc_->recordings, svc_->metrics, svc_->active_sessions, *svc_->blocking,
+                          svc_->cfg.server.instance, svc_->shipper},
              session::Protocol::ssh, peer_),
       wake_(ex_) {
     boost::system::error_code ec;

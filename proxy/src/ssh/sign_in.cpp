@@ -93,8 +93,8 @@ std::optional<std::string> Connection::admission_refusal() {
     if (!svc_->storage) return std::nullopt;
     const auto why = svc_->storage->refusal("ssh");
     if (!why) return std::nullopt;
-    spdlog::warn("ssh {}: new session refused (login={}): {}", peer_, login_user_, *why);
-    return user_text(StorageGuard::user_message);
+    spdlog::warn("ssh {}: new session refused (login={}): {}", peer_, login_user_, why->why);
+    return user_text(why->user_message);
 }
 
 void Connection::refuse_auth(MessageHandle m, const std::string& user_message, const std::string& log_reason,

@@ -91,10 +91,12 @@ Bytes load_or_create_master_key(const std::filesystem::path& p) {
 
 }  // namespace
 
-StateDir::StateDir(std::filesystem::path root) : root_(std::move(root)) {
+StateDir::StateDir(std::filesystem::path root, std::filesystem::path master_key_file)
+    : root_(std::move(root)), master_key_file_(master_key_file.empty() ? root_ / "master.key" : std::move(master_key_file)) {
     ensure_dir(root_);
     ensure_dir(recordings_dir());
-    Bytes master = load_or_create_master_key(root_ / "master.key");
+    Bytes master = load_or_create_master_key(master_key_file_);
+    key_id_ = to_hex(crypto::hkdf_sha256(master, "glassgate key id v1", 16));
     secrets_key_ = crypto::hkdf_sha256(master, "glassgate secrets aes-256-gcm v1", 32);
     recording_key_ = crypto::hkdf_sha256(master, "glassgate recording checkpoint hmac v1", 32);
     audit_key_ = crypto::hkdf_sha256(master, "glassgate audit hmac v1", 32);

@@ -1,18 +1,27 @@
 // Embedded state store on SQLite (WAL mode). One connection per StateStore object, serialised by
 // a mutex; several processes (serve + CLI) share the file safely through SQLite's locking.
-// Compare-and-set and audit appends run in BEGIN IMMEDIATE transactions, so they are atomic
-// across processes too.
+// Compare-and-set, audit appends and recording chunks run in BEGIN IMMEDIATE transactions, so they
+// are atomic across processes too.
+//
+// Schema versions (meta.schema_version):
+//   1  kv, sessions, audit
+//   2  sessions.instance (+ index sessions_instance), recording_chunks
+// Opening a file migrates it in one BEGIN IMMEDIATE transaction: the column check and the ALTER TABLE
+// cannot interleave with another process doing the same.
 
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <thread>
 #include <utility>
 
+#include "glassgate/protocols/crypto.hpp"
 #include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy {
@@ -40,6 +49,15 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_us);
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, line TEXT NOT NULL, hash BLOB NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+)sql";
+
+/// Version 2 after sessions.instance exists (added by ALTER TABLE when missing).
+constexpr const char* schema_v2_sql = R"sql(
+CREATE INDEX IF NOT EXISTS sessions_instance ON sessions (instance, started_us);
+CREATE TABLE IF NOT EXISTS recording_chunks (
+  session_id TEXT NOT NULL, "offset" INTEGER NOT NULL, bytes BLOB NOT NULL, sha256 BLOB NOT NULL,
+  last INTEGER NOT NULL, PRIMARY KEY (session_id, "offset"));
+UPDATE meta SET value = '2' WHERE key = 'schema_version' AND CAST(value AS INTEGER) < 2;
 )sql";
 
 /// Prepared statements kept per SQL text, so the statements run on every session are parsed once.
@@ -89,7 +107,8 @@ public:
     Stmt& operator=(const Stmt&) = delete;
 
     Stmt& bind(int i, std::string_view v) {
-        check(sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+        // A null pointer would bind SQL NULL; an empty value is an empty blob.
+        check(sqlite3_bind_blob(s_, i, v.data() ? v.data() : "", static_cast<int>(v.size()), SQLITE_TRANSIENT));
         return *this;
     }
     Stmt& bind_text(int i, std::string_view v) {
@@ -152,10 +171,14 @@ public:
                 exec("PRAGMA journal_mode=WAL");
                 exec("PRAGMA synchronous=NORMAL");
                 exec("PRAGMA foreign_keys=ON");
+                exec("BEGIN IMMEDIATE");
                 exec(schema_sql);
+                migrate_to_v2();
+                exec("COMMIT");
                 break;
             } catch (const StoreError& e) {
                 const int code = sqlite3_errcode(db_);
+                if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
                 if ((code == SQLITE_BUSY || code == SQLITE_LOCKED) && std::chrono::steady_clock::now() < give_up) {
                     std::this_thread::sleep_for(std::chrono::milliseconds(10));
                     continue;
@@ -238,8 +261,8 @@ public:
     void save_session_locked(const SessionRecord& r) {
         Stmt s(stmts_, db_, "INSERT OR REPLACE INTO sessions (id, protocol, identity, auth, target, client_address, reason, "
                     "state, started_us, deadline_us, ended_us, bytes_c2s, bytes_s2c, close_reason, close_detail, "
-                    "recording, sealed_events, sealed_chain_hash) VALUES "
-                    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)");
+                    "recording, sealed_events, sealed_chain_hash, instance) VALUES "
+                    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)");
         s.bind_text(1, r.id)
             .bind_text(2, session::to_string(r.protocol))
             .bind_text(3, r.identity)
@@ -257,7 +280,7 @@ public:
             .bind_text(15, r.close_detail)
             .bind_text(16, r.recording);
         r.sealed_events ? s.bind(17, static_cast<std::int64_t>(*r.sealed_events)) : s.bind_null(17);
-        s.bind_text(18, r.sealed_chain_hash);
+        s.bind_text(18, r.sealed_chain_hash).bind_text(19, r.instance);
         s.step();
     }
 
@@ -277,6 +300,7 @@ public:
         if (f.since) sql += " AND started_us >= ?3";
         if (f.auth) sql += " AND auth = ?4";
         if (f.state) sql += " AND state = ?5";
+        if (f.instance) sql += " AND instance = ?7";
         sql += f.limit ? " ORDER BY started_us DESC, id DESC LIMIT ?6" : " ORDER BY started_us, id";
         Stmt s(stmts_, db_, sql);
         if (f.identity) s.bind_text(1, *f.identity);
@@ -285,6 +309,7 @@ public:
         if (f.auth) s.bind_text(4, session::to_string(*f.auth));
         if (f.state) s.bind_text(5, session::to_string(*f.state));
         if (f.limit) s.bind(6, static_cast<std::int64_t>(f.limit));
+        if (f.instance) s.bind_text(7, *f.instance);
         std::vector<SessionRecord> out;
         while (s.step()) out.push_back(row(s));
         if (f.limit) std::reverse(out.begin(), out.end());
@@ -332,11 +357,70 @@ public:
         return out;
     }
 
+    void put_recording_chunk(std::string_view session_id, std::uint64_t offset, std::string_view bytes,
+                             bool last) override {
+        const auto at = checked_offset(session_id, offset);
+        const auto digest = crypto::sha256(as_bytes(bytes));
+        std::lock_guard lk(mu_);
+        Txn txn(*this);
+        {
+            Stmt s(stmts_, db_, "SELECT sha256, last FROM recording_chunks WHERE session_id = ?1 AND \"offset\" = ?2");
+            s.bind_text(1, session_id).bind(2, at);
+            if (s.step()) {
+                if (s.text(0) == as_chars(digest) && (s.i64(1) != 0) == last) return;  // a retry: already stored
+                throw StoreError(prefix() + "recording of session " + std::string(session_id) +
+                                 ": another chunk is already stored at offset " + std::to_string(offset));
+            }
+        }
+        const auto shipped = shipped_locked(session_id);
+        if (shipped.complete) {
+            throw StoreError(prefix() + "recording of session " + std::string(session_id) +
+                             " is complete: no chunk may follow its last one (given offset " + std::to_string(offset) +
+                             ")");
+        }
+        if (offset != shipped.bytes) {
+            throw StoreError(prefix() + "recording of session " + std::string(session_id) +
+                             ": chunks must be contiguous: expected offset " + std::to_string(shipped.bytes) +
+                             ", given " + std::to_string(offset));
+        }
+        if (bytes.empty() && !last) return;  // nothing to store
+        Stmt s(stmts_, db_, "INSERT INTO recording_chunks (session_id, \"offset\", bytes, sha256, last) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5)");
+        s.bind_text(1, session_id)
+            .bind(2, at)
+            .bind(3, bytes)
+            .bind(4, as_chars(digest))
+            .bind(5, std::int64_t{last ? 1 : 0});
+        s.step();
+        txn.commit();
+    }
+
+    ShippedRecording shipped_recording(std::string_view session_id) override {
+        std::lock_guard lk(mu_);
+        return shipped_locked(session_id);
+    }
+
+    std::optional<std::string> recording_chunk(std::string_view session_id, std::uint64_t offset) override {
+        const auto at = checked_offset(session_id, offset);
+        std::lock_guard lk(mu_);
+        Stmt s(stmts_, db_, "SELECT bytes, sha256 FROM recording_chunks WHERE session_id = ?1 AND \"offset\" = ?2");
+        s.bind_text(1, session_id).bind(2, at);
+        if (!s.step()) return std::nullopt;
+        auto bytes = s.text(0);
+        const auto stored = s.text(1);
+        const auto digest = crypto::sha256(as_bytes(bytes));
+        if (stored != as_chars(digest)) {
+            throw StoreError(prefix() + "recording of session " + std::string(session_id) + ": the chunk at offset " +
+                             std::to_string(offset) + " does not match its SHA-256 (altered in the store)");
+        }
+        return bytes;
+    }
+
 private:
     static constexpr const char* select_sessions =
         "SELECT id, protocol, identity, auth, target, client_address, reason, state, started_us, deadline_us, "
-        "ended_us, bytes_c2s, bytes_s2c, close_reason, close_detail, recording, sealed_events, sealed_chain_hash "
-        "FROM sessions";
+        "ended_us, bytes_c2s, bytes_s2c, close_reason, close_detail, recording, sealed_events, sealed_chain_hash, "
+        "instance FROM sessions";
 
     /// RAII transaction: BEGIN IMMEDIATE takes the write lock up front, so a read-then-write
     /// (compare-and-set, chain append) cannot interleave with another writer.
@@ -357,6 +441,42 @@ private:
         SqliteStore& st_;
         bool done_ = false;
     };
+
+    std::string prefix() const { return "state store " + path_.string() + ": "; }
+
+    /// Offsets are stored as SQLite's signed 64-bit integers.
+    std::int64_t checked_offset(std::string_view session_id, std::uint64_t offset) const {
+        if (offset > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+            throw StoreError(prefix() + "recording of session " + std::string(session_id) + ": offset " +
+                             std::to_string(offset) + " is out of range");
+        }
+        return static_cast<std::int64_t>(offset);
+    }
+
+    /// Chunks are only ever stored contiguously, so their lengths add up to the contiguous prefix.
+    ShippedRecording shipped_locked(std::string_view session_id) {
+        Stmt s(stmts_, db_, "SELECT count(*), coalesce(sum(length(bytes)), 0), coalesce(max(last), 0) "
+                            "FROM recording_chunks WHERE session_id = ?1");
+        s.bind_text(1, session_id);
+        ShippedRecording r;
+        if (s.step()) {
+            r.chunks = static_cast<std::uint64_t>(s.i64(0));
+            r.bytes = static_cast<std::uint64_t>(s.i64(1));
+            r.complete = s.i64(2) != 0;
+        }
+        return r;
+    }
+
+    /// Schema version 1 -> 2, inside the opening transaction (BEGIN IMMEDIATE: one process at a time).
+    void migrate_to_v2() {
+        bool has_instance = false;
+        {
+            Stmt s(stmts_, db_, "SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'instance'");
+            has_instance = s.step();
+        }
+        if (!has_instance) exec("ALTER TABLE sessions ADD COLUMN instance TEXT NOT NULL DEFAULT ''");
+        exec(schema_v2_sql);
+    }
 
     void exec(const char* sql) {
         char* err = nullptr;
@@ -394,6 +514,7 @@ private:
         r.recording = s.text(15);
         if (!s.is_null(16)) r.sealed_events = static_cast<std::uint64_t>(s.i64(16));
         r.sealed_chain_hash = s.text(17);
+        r.instance = s.text(18);
         return r;
     }
 

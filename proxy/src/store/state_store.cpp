@@ -66,6 +66,17 @@ public:
     std::vector<std::string> audit_lines(std::uint64_t from_seq, std::size_t limit) override {
         return inner_->audit_lines(from_seq, limit);
     }
+    // Recording chunks are retried by their shipper (the file stays on disk until the store has it).
+    void put_recording_chunk(std::string_view session_id, std::uint64_t offset, std::string_view bytes,
+                             bool last) override {
+        inner_->put_recording_chunk(session_id, offset, bytes, last);
+    }
+    ShippedRecording shipped_recording(std::string_view session_id) override {
+        return inner_->shipped_recording(session_id);
+    }
+    std::optional<std::string> recording_chunk(std::string_view session_id, std::uint64_t offset) override {
+        return inner_->recording_chunk(session_id, offset);
+    }
 
     void save_session(const session::SessionRecord& rec) override { (void)write(Entry{rec}); }
     std::uint64_t append_audit(const session::AuditEvent& ev) override { return write(Entry{ev}); }

@@ -176,6 +176,46 @@ TEST_CASE("sessions index: save, update, find, filter") {
     CHECK(newest[1].id == "C");
 }
 
+TEST_CASE("sessions index: the instance is stored and filters") {
+    TempDir dir;
+    auto st = open_sqlite_store(dir / "s.db", to_bytes("k"));
+    auto a = rec("A", "alice", "appdb", 100);
+    a.instance = "gg-1";
+    auto b = rec("B", "bob", "appdb", 200);
+    b.instance = "gg-2";
+    st->save_session(a);
+    st->save_session(b);
+    st->save_session(rec("C", "carol", "appdb", 300));
+    CHECK(st->find_session("A").value().instance == "gg-1");
+    CHECK(st->find_session("C").value().instance.empty());
+    SessionFilter f;
+    f.instance = "gg-2";
+    auto on2 = st->list_sessions(f);
+    REQUIRE(on2.size() == 1);
+    CHECK(on2[0].id == "B");
+    f.instance = "";
+    REQUIRE(st->list_sessions(f).size() == 1);
+}
+
+TEST_CASE("recording chunks: contiguous, idempotent, sealed by the last one") {
+    TempDir dir;
+    auto st = open_sqlite_store(dir / "s.db", to_bytes("k"));
+    CHECK(st->shipped_recording("S").bytes == 0);
+    CHECK_FALSE(st->recording_chunk("S", 0).has_value());
+    st->put_recording_chunk("S", 0, "hello", false);
+    st->put_recording_chunk("S", 0, "hello", false);                          // a retry: no-op
+    CHECK_THROWS_AS(st->put_recording_chunk("S", 0, "HELLO", false), StoreError);  // other bytes
+    CHECK_THROWS_AS(st->put_recording_chunk("S", 6, "gap", false), StoreError);
+    st->put_recording_chunk("S", 5, std::string("\0 world\xff", 8), true);
+    CHECK_THROWS_AS(st->put_recording_chunk("S", 13, "more", false), StoreError);
+    auto s = st->shipped_recording("S");
+    CHECK(s.bytes == 13);
+    CHECK(s.chunks == 2);
+    CHECK(s.complete);
+    CHECK(st->recording_chunk("S", 5).value() == std::string("\0 world\xff", 8));
+    CHECK_FALSE(st->shipped_recording("other").complete);
+}
+
 TEST_CASE("audit chain in the store: appends from several connections keep one intact chain") {
     TempDir dir;
     const auto key = to_bytes("audit key");
@@ -269,6 +309,14 @@ public:
     }
     std::vector<std::string> audit_lines(std::uint64_t from, std::size_t limit) override {
         return inner_->audit_lines(from, limit);
+    }
+    void put_recording_chunk(std::string_view id, std::uint64_t offset, std::string_view bytes, bool last) override {
+        fail_if();  // a write like the others: the full disk refuses it
+        inner_->put_recording_chunk(id, offset, bytes, last);
+    }
+    ShippedRecording shipped_recording(std::string_view id) override { return inner_->shipped_recording(id); }
+    std::optional<std::string> recording_chunk(std::string_view id, std::uint64_t offset) override {
+        return inner_->recording_chunk(id, offset);
     }
 
 private:

@@ -33,6 +33,24 @@ struct ServerConfig {
     /// New sessions are refused while the file system of the recordings directory or of the state
     /// store has less than this available (0: only a write failure refuses them).
     std::uint64_t min_free_bytes = 8u << 20;
+    /// [restart] This instance's name in a deployment of several on a shared store: shown by `status`
+    /// and `sessions list`, and used to tell its sessions from the others'. Default: the host name.
+    std::string instance;
+    /// [restart] The master key every other key derives from; absent: <state_dir>/master.key. The
+    /// instances of one deployment share it (docs/ha.md, "Keys").
+    std::optional<std::filesystem::path> master_key_file;
+    /// The master key file in effect.
+    [[nodiscard]] std::filesystem::path master_key_path() const {
+        return master_key_file ? *master_key_file : state_dir / "master.key";
+    }
+};
+
+/// Where the state lives: the embedded SQLite file in the state directory (default) or a PostgreSQL
+/// database shared by several instances.
+struct StoreConfig {
+    /// [restart] libpq connection string of the shared store (key=value or postgresql:// URI); absent:
+    /// SQLite in the state directory. Never holds a password (use passfile= or ~/.pgpass).
+    std::optional<std::string> postgres;
 };
 
 struct ListenConfig {
@@ -137,6 +155,7 @@ struct LogConfig {
 struct Config {
     std::filesystem::path source;            ///< absolute path of the file this was loaded from
     ServerConfig server;
+    StoreConfig store;
     ListenConfig listen;
     std::optional<TlsConfig> tls;
     std::optional<IdpConfig> idp;

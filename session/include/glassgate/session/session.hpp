@@ -80,6 +80,7 @@ struct SessionRecord {
     std::string recording;         ///< recording file name relative to state_dir/recordings
     std::optional<std::uint64_t> sealed_events;  ///< from the recording's seal (truncation check)
     std::string sealed_chain_hash;               ///< hex, from the seal
+    std::string instance;          ///< the glassgate instance carrying the session ([server] instance)
 };
 
 boost::json::object to_json(const SessionRecord&);
@@ -110,6 +111,7 @@ public:
 
     void add_bytes(std::uint64_t client_to_server, std::uint64_t server_to_client) noexcept;
     void set_recording(std::string file) { rec_.recording = std::move(file); }
+    void set_instance(std::string instance) { rec_.instance = std::move(instance); }
     void set_seal(std::uint64_t events, std::string chain_hash);
 
     /// Time left before the deadline (zero when passed); std::nullopt without a cap.

@@ -7,6 +7,7 @@
 // Thread-safe: statvfs(2) per check and the store's backlog status; no I/O besides those.
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <mutex>
 #include <filesystem>
@@ -30,12 +31,24 @@ public:
     /// Declares this guard's metric families (and those of the store's backlog).
     static void declare_metrics(Metrics& m);
 
-    /// Why a new session must be refused now, for the log (nothing: it may start). Counts the refusal
+    struct Refusal {
+        std::string why;           ///< for the log
+        std::string user_message;  ///< for the client ("glassgate: ...")
+        std::string sqlstate;      ///< for a PostgreSQL client
+    };
+    /// Why a new session must be refused now (nothing: it may start). Counts the refusal
     /// (glassgate_sessions_refused_storage_total{protocol}) and logs it, at most once per 5 s.
-    [[nodiscard]] std::optional<std::string> refusal(std::string_view protocol);
-    /// What the client is told when refusal() said no.
+    [[nodiscard]] std::optional<Refusal> refusal(std::string_view protocol);
+    /// What the client is told when storage is full.
     static constexpr std::string_view user_message =
         "glassgate: recording storage is full; new sessions are refused until space is freed";
+    /// What the client is told when the shared state store cannot be reached.
+    static constexpr std::string_view store_unreachable_message =
+        "glassgate: the state store is unreachable; new sessions are refused until it is back";
+
+    /// A check of the store itself (the instance heartbeat): why it cannot take a session now, or
+    /// nothing. Set once, before sessions start.
+    void set_store_check(std::function<std::optional<std::string>()> check) { store_check_ = std::move(check); }
 
     /// Refreshes the gauges (free bytes, backlog) and the store's failure counters for /metrics.
     void update_metrics();
@@ -45,6 +58,7 @@ private:
     static std::optional<std::uint64_t> free_bytes(const std::filesystem::path& dir);
 
     StateStore& store_;
+    std::function<std::optional<std::string>()> store_check_;
     Metrics& metrics_;
     std::vector<std::filesystem::path> dirs_;
     std::uint64_t min_free_;

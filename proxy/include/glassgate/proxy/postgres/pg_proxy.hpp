@@ -22,6 +22,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "glassgate/proxy/cluster/recording_shipper.hpp"
 #include "glassgate/config/config.hpp"
 #include "glassgate/proxy/breakglass/breakglass.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
@@ -98,6 +99,8 @@ struct Services {
     std::shared_ptr<StorageGuard> storage;
     /// Admission by open-file descriptors, checked with storage; null: not checked.
     std::shared_ptr<DescriptorBudget> descriptors;
+    /// Ships recordings into the shared store; null: the embedded store (nothing to ship).
+    cluster::RecordingShipper* shipper = nullptr;
 };
 
 /// Creates the client-facing TLS context from [tls] (TLS 1.2+, ALPN "postgresql" accepted).

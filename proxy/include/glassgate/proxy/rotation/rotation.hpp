@@ -47,7 +47,13 @@ struct Job {
     std::optional<session::TimePoint> next_attempt;  ///< absent: now
     std::string last_error;
     std::string pending;          ///< sealed new secret (raw bytes); empty until generated
+    /// The instance working on the job and until when (a lease, renewed by nobody: an instance that
+    /// dies mid-rotation leaves it to expire, then another instance takes the job over).
+    std::string lease_owner;
+    std::optional<session::TimePoint> lease_until;
 };
+/// How long a claimed rotation job belongs to the instance that claimed it.
+inline constexpr std::chrono::seconds rotation_lease{60};
 boost::json::object to_json(const Job& j, bool with_secret = true);
 std::optional<Job> job_from_json(std::string_view text);
 

@@ -17,6 +17,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "glassgate/proxy/cluster/recording_shipper.hpp"
 #include "glassgate/config/config.hpp"
 #include "glassgate/proxy/identity/identity_provider.hpp"
 #include "glassgate/proxy/ops/metrics.hpp"
@@ -53,6 +54,8 @@ struct Services {
     std::shared_ptr<StorageGuard> storage;
     /// Admission by open-file descriptors, checked with storage; null: not checked.
     std::shared_ptr<DescriptorBudget> descriptors;
+    /// Ships recordings into the shared store; null: the embedded store (nothing to ship).
+    cluster::RecordingShipper* shipper = nullptr;
     std::shared_ptr<boost::asio::thread_pool> blocking;
     AuthThrottle throttle;
     ApprovalCache approvals;

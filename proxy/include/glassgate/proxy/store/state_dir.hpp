@@ -20,6 +20,7 @@
 
 #include <filesystem>
 #include <stdexcept>
+#include <string>
 
 #include "glassgate/protocols/crypto.hpp"
 
@@ -34,10 +35,11 @@ struct OperationalError : std::runtime_error {
 
 class StateDir {
 public:
-    /// Creates `root` (0700) and its subdirectories if needed, then loads or creates the master key.
-    /// Throws OperationalError naming the path on any failure, or when master.key is readable by
-    /// group/others (fail closed: a leaked key would let anyone forge recordings).
-    explicit StateDir(std::filesystem::path root);
+    /// Creates `root` (0700) and its subdirectories if needed, then loads or creates the master key
+    /// (`master_key_file`, default root/master.key). Throws OperationalError naming the path on any
+    /// failure, or when the key file is readable by group/others (fail closed: a leaked key would let
+    /// anyone forge recordings).
+    explicit StateDir(std::filesystem::path root, std::filesystem::path master_key_file = {});
     ~StateDir();
     StateDir(const StateDir&) = delete;
     StateDir& operator=(const StateDir&) = delete;
@@ -53,9 +55,15 @@ public:
     [[nodiscard]] const Bytes& signing_seed() const noexcept { return signing_seed_; }
     /// Its public key (`glassgate keys show` prints it as "ed25519:<base64>").
     [[nodiscard]] const crypto::Ed25519PublicKey& signing_public_key() const noexcept { return signing_public_key_; }
+    /// A public fingerprint of the master key (hex of HKDF(master, "glassgate key id v1"), 16 bytes): the
+    /// instances of a deployment compare it through the shared store to refuse a mismatched key.
+    [[nodiscard]] const std::string& key_id() const noexcept { return key_id_; }
+    [[nodiscard]] const std::filesystem::path& master_key_file() const noexcept { return master_key_file_; }
 
 private:
     std::filesystem::path root_;
+    std::filesystem::path master_key_file_;
+    std::string key_id_;
     Bytes secrets_key_;
     Bytes recording_key_;
     Bytes audit_key_;

@@ -38,12 +38,20 @@ struct StoreBacklogStatus {
     std::string last_error;            ///< the last write failure ("" if none)
 };
 
+/// What the store holds of one session's recording (see put_recording_chunk).
+struct ShippedRecording {
+    std::uint64_t bytes = 0;   ///< contiguous bytes from the start of the file
+    std::uint64_t chunks = 0;
+    bool complete = false;     ///< the last chunk (with the seal) is stored
+};
+
 struct SessionFilter {
     std::optional<std::string> identity;
     std::optional<std::string> target;
     std::optional<session::TimePoint> since;        ///< started at or after
     std::optional<session::AuthMethod> auth;
     std::optional<session::State> state;
+    std::optional<std::string> instance;           ///< carried by this instance
     std::size_t limit = 0;                         ///< 0: no limit; newest first when limited
 };
 
@@ -75,6 +83,20 @@ public:
     virtual std::uint64_t save_session_and_audit(const session::SessionRecord& rec, const session::AuditEvent& ev) = 0;
     /// Lines with seq >= from_seq, in order; at most `limit` (0: all).
     virtual std::vector<std::string> audit_lines(std::uint64_t from_seq, std::size_t limit) = 0;
+
+        // --- recordings shipped into the store, so every instance can read every session's recording.
+    // A recording is shipped as consecutive chunks of its file: chunk k starts where chunk k-1 ends.
+    // The store keeps each chunk's SHA-256 and checks it when the chunk is read back.
+    /// Stores the chunk of `session_id`'s recording that starts at byte `offset`. `offset` must equal
+    /// shipped_recording().bytes (the chunks are contiguous); putting a chunk that is already stored
+    /// with the same bytes is a no-op (a retry after a lost reply), with other bytes a StoreError.
+    /// `last`: this chunk ends the recording (its seal is in it); no chunk may follow.
+    virtual void put_recording_chunk(std::string_view session_id, std::uint64_t offset, std::string_view bytes,
+                                     bool last) = 0;
+    /// How much of the recording the store holds (contiguous from 0) and whether it is complete.
+    virtual ShippedRecording shipped_recording(std::string_view session_id) = 0;
+    /// The chunk that starts at `offset` (std::nullopt: none); a StoreError if its SHA-256 does not match.
+    virtual std::optional<std::string> recording_chunk(std::string_view session_id, std::uint64_t offset) = 0;
 
     /// Writes waiting for storage (only a store made by with_write_backlog() keeps any).
     [[nodiscard]] virtual StoreBacklogStatus backlog_status() const { return {}; }
@@ -108,5 +130,11 @@ std::unique_ptr<StateStore> with_write_backlog(std::unique_ptr<StateStore> inner
 /// `signing_seed` (StateDir::signing_seed(), empty: none) signs each new audit line with Ed25519.
 std::unique_ptr<StateStore> open_sqlite_store(const std::filesystem::path& file, Bytes audit_key,
                                               Bytes signing_seed = {});
+
+/// Connects to the shared PostgreSQL store (`[store] postgres`, a libpq connection string), creating or
+/// migrating its schema (versioned; safe when several instances start at once). `audit_key` and
+/// `signing_seed` as for open_sqlite_store: every instance of a deployment shares them (one master key).
+/// Throws StoreError naming the store (host, database) without the connection string's secrets.
+std::unique_ptr<StateStore> open_postgres_store(const std::string& conninfo, Bytes audit_key, Bytes signing_seed = {});
 
 }  // namespace gg::proxy
