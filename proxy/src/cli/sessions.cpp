@@ -179,11 +179,11 @@ int cmd_sessions_show(const Args& args, Io& io) {
 namespace {
 
 struct VerifyOutcome {
-    std::string status;  // ok | incomplete | broken | missing
+    std::string status;  // ok | incomplete | unshipped | broken | missing
     std::string message;
 };
 
-VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir, StateStore& store) {
+VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir, StateStore& store, const std::string& self_instance) {
     if (r.recording.empty()) return {"missing", "no recording (the session ended before recording started)"};
     session::RecordingReader reader(dir.recording_key());
     RecordingSource source;
@@ -191,6 +191,13 @@ VerifyOutcome verify_one(const SessionRecord& r, const StateDir& dir, StateStore
         source = proxy::read_session_recording(dir.recordings_dir(), store, r,
                                                [&](std::string_view b) { reader.feed(as_bytes(b)); });
     } catch (const OperationalError& e) {
+        // Recorded by another instance that has not shipped it yet (its shipping retries): not proof of damage.
+        std::error_code fec;
+        if (!r.instance.empty() && r.instance != self_instance && !std::filesystem::exists(dir.recordings_dir() / r.recording, fec) &&
+            store.shipped_recording(r.id).bytes == 0) {
+            return {"unshipped", "instance " + r.instance + " has not shipped this recording into the state store yet (it "
+                                 "retries until it has); run verify again later, or on instance " + r.instance};
+        }
         return {"broken", e.what()};
     }
     const auto rep = reader.finish();
@@ -283,7 +290,7 @@ int cmd_verify(const Args& args, Io& io) {
     bool broken = false;
     boost::json::array results;
     for (const auto& r : rows) {
-        auto v = verify_one(r, *st.dir, *st.store);
+        auto v = verify_one(r, *st.dir, *st.store, cfg.store.postgres ? cfg.server.instance : std::string());
         broken = broken || v.status == "broken";
         if (args.has("json")) {
             results.emplace_back(boost::json::object{{"id", r.id}, {"status", v.status}, {"message", v.message}});

@@ -41,6 +41,7 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -231,8 +232,6 @@ private:
 session::TimePoint tp(std::int64_t us) { return session::TimePoint(std::chrono::microseconds(us)); }
 std::int64_t us(session::TimePoint t) { return t.time_since_epoch().count(); }
 
-void log_notice(void*, const char* message) { spdlog::warn("state store postgres: {}", message_lines(message)); }
-
 /// The parsed connection string plus glassgate's defaults, and how to name the store in messages.
 struct ConnSpec {
     std::vector<std::string> keys;
@@ -290,35 +289,56 @@ ConnSpec parse_conninfo(const std::string& conninfo) {
     return spec;
 }
 
-class PostgresStore;
+/// One pooled connection, and whether the server announced its end outside a query.
+struct Conn {
+    PGconn* pg = nullptr;
+    const std::string* store = nullptr;  ///< the store's name, for log lines
+    /// A FATAL/PANIC message arrived while idle (server shutting down, backend terminated): the socket
+    /// may not show the close yet, but the connection is finished.
+    bool server_ended = false;
+
+    Conn() = default;
+    Conn(const Conn&) = delete;
+    Conn& operator=(const Conn&) = delete;
+    ~Conn() {
+        if (pg) PQfinish(pg);
+    }
+};
+
+/// Messages the server sends outside a query's result: logged; a FATAL one marks the connection ended.
+void on_notice(void* arg, const PGresult* r) {
+    const char* severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const std::string_view sv = severity ? severity : "";
+    if (sv == "FATAL" || sv == "PANIC") static_cast<Conn*>(arg)->server_ended = true;
+    const auto* c = static_cast<const Conn*>(arg);
+    spdlog::warn("{}: the server says: {}", c->store ? *c->store : std::string("state store postgres"),
+                 message_lines(PQresultErrorMessage(r)));
+}
 
 /// Up to pool_size connections, opened on demand; each lent to one operation at a time.
 class Pool {
 public:
     explicit Pool(ConnSpec spec) : spec_(std::move(spec)) {}
-    ~Pool() {
-        for (auto* c : idle_) PQfinish(c);
-    }
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
 
     /// A connection lent to one operation; returned to the pool unless marked broken.
     class Lease {
     public:
-        Lease(Pool& pool, PGconn* c) : pool_(&pool), c_(c) {}
+        Lease(Pool& pool, std::unique_ptr<Conn> c) : pool_(&pool), c_(std::move(c)) {}
         ~Lease() {
-            if (c_) pool_->give_back(c_, !broken_);
+            if (c_) pool_->give_back(std::move(c_), !broken_);
         }
-        Lease(Lease&& o) noexcept : pool_(o.pool_), c_(std::exchange(o.c_, nullptr)), broken_(o.broken_) {}
+        Lease(Lease&& o) noexcept : pool_(o.pool_), c_(std::move(o.c_)), broken_(o.broken_) {}
         Lease& operator=(Lease&&) = delete;
         Lease(const Lease&) = delete;
         Lease& operator=(const Lease&) = delete;
-        [[nodiscard]] PGconn* get() const noexcept { return c_; }
+        [[nodiscard]] PGconn* get() const noexcept { return c_->pg; }
         void broken() noexcept { broken_ = true; }
 
     private:
         Pool* pool_;
-        PGconn* c_;
+        std::unique_ptr<Conn> c_;
         bool broken_ = false;
     };
 
@@ -328,11 +348,10 @@ public:
         std::unique_lock lk(mu_);
         for (;;) {
             while (!idle_.empty()) {
-                PGconn* c = idle_.back();
+                auto c = std::move(idle_.back());
                 idle_.pop_back();
-                if (usable(c)) return {*this, c};
-                // Closed by the server (restart, failover, idle timeout): replace it.
-                PQfinish(c);
+                if (usable(*c)) return {*this, std::move(c)};
+                // Closed by the server (restart, failover, idle timeout): replaced below.
                 --open_;
             }
             if (open_ < pool_size) {
@@ -355,13 +374,17 @@ public:
     }
 
 private:
-    /// No pending input, no transaction open, and the server has not closed it.
-    static bool usable(PGconn* c) {
-        return PQstatus(c) == CONNECTION_OK && PQconsumeInput(c) == 1 && PQstatus(c) == CONNECTION_OK &&
-               PQtransactionStatus(c) == PQTRANS_IDLE && PQisBusy(c) == 0;
+    /// Reads what the server sent while the connection was idle (without blocking: libpq keeps its
+    /// sockets non-blocking): a connection the server ended, or one in an odd state, is not lent.
+    static bool usable(Conn& c) {
+        for (int i = 0; i < 2; ++i) {  // the second read sees a close that followed a message
+            if (PQstatus(c.pg) != CONNECTION_OK || PQconsumeInput(c.pg) != 1) return false;
+            if (PQisBusy(c.pg) != 0 || c.server_ended) return false;  // PQisBusy parses: a FATAL notice ends it
+        }
+        return PQstatus(c.pg) == CONNECTION_OK && PQtransactionStatus(c.pg) == PQTRANS_IDLE;
     }
 
-    PGconn* connect(std::string_view op) {
+    std::unique_ptr<Conn> connect(std::string_view op) {
         std::vector<const char*> keys, values;
         for (std::size_t i = 0; i < spec_.keys.size(); ++i) {
             keys.push_back(spec_.keys[i].c_str());
@@ -369,35 +392,34 @@ private:
         }
         keys.push_back(nullptr);
         values.push_back(nullptr);
-        PGconn* c = PQconnectdbParams(keys.data(), values.data(), 0);
-        if (!c) throw StoreError(spec_.name + ": " + std::string(op) + ": cannot connect: out of memory");
-        if (PQstatus(c) != CONNECTION_OK) {
-            auto msg = message_lines(PQerrorMessage(c));
-            PQfinish(c);
-            throw StoreError(spec_.name + ": " + std::string(op) + ": cannot connect: " + msg);
+        auto c = std::make_unique<Conn>();
+        c->store = &spec_.name;
+        c->pg = PQconnectdbParams(keys.data(), values.data(), 0);
+        if (!c->pg) throw StoreError(spec_.name + ": " + std::string(op) + ": cannot connect: out of memory");
+        if (PQstatus(c->pg) != CONNECTION_OK) {
+            throw StoreError(spec_.name + ": " + std::string(op) + ": cannot connect: " +
+                             message_lines(PQerrorMessage(c->pg)));
         }
-        PQsetNoticeProcessor(c, log_notice, nullptr);
+        PQsetNoticeReceiver(c->pg, on_notice, c.get());
         const std::string setup = std::string("SET statement_timeout = ") + statement_timeout_ms +
                                   "; SET idle_in_transaction_session_timeout = " + idle_in_transaction_timeout_ms +
                                   "; SET client_min_messages = warning";
-        PGresult* r = PQexec(c, setup.c_str());
+        PGresult* r = PQexec(c->pg, setup.c_str());
         const bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-        std::string msg = ok ? "" : message_lines(r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        std::string msg = ok ? "" : message_lines(r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg));
         PQclear(r);
-        if (!ok) {
-            PQfinish(c);
-            throw StoreError(spec_.name + ": " + std::string(op) + ": cannot set up the connection: " + msg);
-        }
+        if (!ok) throw StoreError(spec_.name + ": " + std::string(op) + ": cannot set up the connection: " + msg);
         return c;
     }
 
-    void give_back(PGconn* c, bool reusable) {
-        const bool keep = reusable && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
-        if (!keep) PQfinish(c);
+    void give_back(std::unique_ptr<Conn> c, bool reusable) {
+        const bool keep = reusable && !c->server_ended && PQstatus(c->pg) == CONNECTION_OK &&
+                          PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+        if (!keep) c.reset();
         {
             std::lock_guard lk(mu_);
             if (keep) {
-                idle_.push_back(c);
+                idle_.push_back(std::move(c));
             } else {
                 --open_;
             }
@@ -408,7 +430,7 @@ private:
     ConnSpec spec_;
     std::mutex mu_;
     std::condition_variable cv_;
-    std::vector<PGconn*> idle_;
+    std::vector<std::unique_ptr<Conn>> idle_;
     std::size_t open_ = 0;  ///< idle and lent
 };
 
@@ -714,9 +736,8 @@ private:
         std::string msg = primary ? std::string(primary) + (sqlstate.empty() ? "" : " (SQLSTATE " + sqlstate + ")")
                                   : message_lines(PQerrorMessage(c));
         PQclear(r);
-        if (PQstatus(c) != CONNECTION_OK || sqlstate_means_reconnect(sqlstate)) {
-            throw ConnectionLost("connection lost: " + msg);
-        }
+        if (PQstatus(c) != CONNECTION_OK) throw ConnectionLost("connection lost: " + msg);
+        if (sqlstate_means_reconnect(sqlstate)) throw ConnectionLost(msg);
         throw StoreError(prefix(op) + msg);
     }
 

@@ -6,7 +6,7 @@
 // max_chunk bytes; StateStore::put_recording_chunk), while the session runs — every interval, so the
 // store holds each checkpoint within about that long — and to its end once it is sealed (the last
 // chunk says so). The local file is never deleted. A recording whose shipping fails is retried with
-// backoff (1 s doubling to 60 s) without holding up the others; the failures are visible in `status`
+// backoff (1 s doubling to 10 s) without holding up the others; the failures are visible in `status`
 // and the metrics. At start, every local recording the store does not hold whole is shipped (what an
 // instance had not shipped when it stopped or crashed).
 //
@@ -32,7 +32,7 @@ public:
     struct Options {
         std::chrono::milliseconds interval{1000};
         std::size_t max_chunk = 1u << 20;
-        std::chrono::milliseconds max_backoff{60000};
+        std::chrono::milliseconds max_backoff{10000};
     };
     struct Status {
         std::size_t unshipped = 0;        ///< recordings not yet whole in the store (running ones included)
