@@ -5,7 +5,10 @@
 
 #include <doctest/doctest.h>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -20,6 +23,7 @@
 #include "harness/glassgate_cli.hpp"
 #include "harness/idp_peer.hpp"
 #include "harness/net.hpp"
+#include "harness/pg_wire.hpp"
 #include "harness/postgres_peer.hpp"
 #include "harness/process.hpp"
 #include "harness/webhook_receiver.hpp"
@@ -169,6 +173,75 @@ class Cluster {
           << "[[fallback]]\nname = \"declared-ops\"\ntrigger = \"declared\"\naccounts = [\"bg-dba\"]\n"
           << "targets = [\"appdb\"]\nmax_session = \"2m\"\nrotate_on_close = false\nnotify = [\"" << hooks.url() << "\"]\n";
     }
+};
+
+/// A TCP load balancer on loopback, as behind a real one: connection i goes to ports[i % n]. Each
+/// connection is copied both ways by a thread of its own until either side closes.
+class RoundRobin {
+ public:
+    explicit RoundRobin(std::vector<std::uint16_t> ports) : ports_(std::move(ports)) {
+        thread_ = std::thread([this] { accept_loop(); });
+    }
+    ~RoundRobin() {
+        stop_ = true;
+        listener_.close();
+        thread_.join();
+        for (auto& t : pipes_) t.join();
+    }
+    RoundRobin(const RoundRobin&) = delete;
+    RoundRobin& operator=(const RoundRobin&) = delete;
+    [[nodiscard]] std::uint16_t port() const noexcept { return listener_.port(); }
+    [[nodiscard]] int connections() const noexcept { return count_.load(); }
+
+ private:
+    void accept_loop() {
+        while (!stop_) {
+            pollfd p{listener_.fd(), POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0) continue;
+            const int c = ::accept(listener_.fd(), nullptr, nullptr);
+            if (c < 0) continue;
+            const int i = count_++;
+            const int b = connect_loopback(ports_[static_cast<std::size_t>(i) % ports_.size()]);
+            if (b < 0) {
+                ::close(c);
+                continue;
+            }
+            pipes_.emplace_back([this, c, b] { pipe(c, b); });
+        }
+    }
+    void pipe(int a, int b) {
+        char buf[65536];
+        pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+        while (!stop_) {
+            if (::poll(p, 2, 100) <= 0) continue;
+            bool done = false;
+            for (int k = 0; k < 2 && !done; ++k) {
+                if (!(p[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                const auto n = ::read(p[k].fd, buf, sizeof buf);
+                if (n <= 0) {
+                    done = true;
+                    break;
+                }
+                for (ssize_t off = 0; off < n;) {
+                    const auto w = ::write(p[1 - k].fd, buf + off, static_cast<std::size_t>(n - off));
+                    if (w <= 0) {
+                        done = true;
+                        break;
+                    }
+                    off += w;
+                }
+            }
+            if (done) break;
+        }
+        ::close(a);
+        ::close(b);
+    }
+    std::vector<std::uint16_t> ports_;
+    LoopbackListener listener_;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> count_{0};
+    std::vector<std::thread> pipes_;
+    std::thread thread_;
 };
 
 /// True when `status --json` of an instance lists `name` with `status`.
@@ -394,4 +467,49 @@ TEST_CASE("the store stopped for 10 s: new sessions refused with a clear message
     CHECK_MESSAGE(all.exit_code == 0, all.describe());
     CHECK_MESSAGE(all.out.find("  broken  ") == std::string::npos, all.out);
     CHECK_MESSAGE(all.out.find("  unshipped  ") == std::string::npos, all.out);
+}
+
+TEST_CASE("behind a load balancer: psql connected through a, its Ctrl-C cancel lands on b and cancels the query") {
+    Cluster c;
+    const auto token = c.idp.device_login_token("alice");
+    // The session's connection goes to a, the cancel request's new connection to b.
+    RoundRobin lb({c.in[0].port, c.in[1].port});
+    auto p = Process::start({.argv = {"psql", "-X", "-q", "-A", "-t",
+                                      "host=127.0.0.1 port=" + std::to_string(lb.port()) + " user=alice dbname=appdb sslmode=require",
+                                      "-c", "select pg_sleep(60)"},
+                             .env = {.set = {{"PGPASSWORD", token}}}},
+                            c.dir / "psql-cancel.log");
+    REQUIRE_MESSAGE(wait_until([&] {
+                        return c.backend.psql("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
+                                              "and state = 'active'").out == "1\n";
+                    }, 20s), c.logs());
+    const auto t0 = std::chrono::steady_clock::now();
+    p.signal_group(SIGINT);  // what Ctrl-C does: psql sends a CancelRequest on a new connection
+    REQUIRE(wait_until([&] { return !p.running(); }, 20s, 20ms));
+    const auto took = std::chrono::steady_clock::now() - t0;
+    const auto out = read_file(c.dir / "psql-cancel.log");
+    CHECK_MESSAGE(out.find("canceling statement due to user request") != std::string::npos, out << c.logs());
+    CHECK(lb.connections() == 2);
+    CHECK_MESSAGE(took < 2s, std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+    CHECK(c.in[1].log().find("cancel request relayed to instance a") != std::string::npos);
+    CHECK(c.in[0].log().find("cancel request forwarded for session") != std::string::npos);
+    // A wrong key cancels nothing anywhere: a session of a, a CancelRequest with its pid and a wrong key
+    // sent straight to b.
+    auto q = Process::start({.argv = {"psql", "-X", "-q", "-A", "-t",
+                                      "host=127.0.0.1 port=" + std::to_string(c.in[0].port) + " user=alice dbname=appdb sslmode=require",
+                                      "-c", "select pg_sleep(4)", "-c", "select 'survived'"},
+                             .env = {.set = {{"PGPASSWORD", token}}}},
+                            c.dir / "psql-wrongkey.log");
+    std::string pid;
+    REQUIRE(wait_until([&] {
+        pid = c.backend.psql("select pid from pg_stat_activity where query = 'select pg_sleep(4)' and state = 'active'").out;
+        return !pid.empty();
+    }, 20s));
+    const int fd = connect_loopback(c.in[1].port);
+    REQUIRE(fd >= 0);
+    const std::string cancel = be32(16) + be32(80877102) + be32(static_cast<std::uint32_t>(std::stoul(pid))) + be32(0x5eed5eed);
+    CHECK(::write(fd, cancel.data(), cancel.size()) == static_cast<ssize_t>(cancel.size()));
+    ::close(fd);
+    REQUIRE(wait_until([&] { return !q.running(); }, 30s));
+    CHECK_MESSAGE(read_file(c.dir / "psql-wrongkey.log").find("survived") != std::string::npos, read_file(c.dir / "psql-wrongkey.log"));
 }

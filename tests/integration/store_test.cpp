@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -292,7 +293,7 @@ void audit_contract(const Backend& b) {
                 seqs.push_back(seq);
             } catch (const std::exception& e) {
                 ++errors;
-                MESSAGE(e.what());
+                MESSAGE(std::string(e.what()));
             }
         }
     });
@@ -633,7 +634,7 @@ INSERT INTO sessions VALUES ('OLD', 'postgres', 'alice', 'sso', 'appdb', '127.0.
             stores[static_cast<std::size_t>(i)] = open_sqlite_store(file, audit_key());
             ++opened;
         } catch (const std::exception& e) {
-            MESSAGE(e.what());
+            MESSAGE(std::string(e.what()));
         }
     });
     REQUIRE(opened == 3);
@@ -698,7 +699,7 @@ TEST_CASE("postgres failures: closed port, wrong password, bad connection string
         open_postgres_store("host=127.0.0.1 password=" + secret + " oops", audit_key());
         FAIL("expected StoreError");
     } catch (const StoreError& e) {
-        MESSAGE(e.what());
+        MESSAGE(std::string(e.what()));
         CHECK(std::string(e.what()).find(secret) == std::string::npos);
     }
     try {
@@ -706,10 +707,73 @@ TEST_CASE("postgres failures: closed port, wrong password, bad connection string
                             audit_key());
         FAIL("expected StoreError");
     } catch (const StoreError& e) {
-        MESSAGE(e.what());
+        MESSAGE(std::string(e.what()));
         CHECK(std::string(e.what()).find(secret) == std::string::npos);
         CHECK(std::string(e.what()).find("dbname=glassgate") != std::string::npos);
     }
+}
+
+TEST_CASE("postgres: namespaces and keys are text: NUL or invalid UTF-8 is refused, never truncated" *
+          doctest::timeout(60)) {
+    const auto db = fresh_database();
+    auto st = open_postgres_store(store_conninfo(db), audit_key());
+    CHECK_THROWS_AS(st->put("ns", std::string("a\0b", 3), "v"), StoreError);
+    CHECK_THROWS_AS(st->put("ns", "bad\xff", "v"), StoreError);
+    CHECK_THROWS_AS(st->get(std::string("n\0s", 3), "k"), StoreError);
+    CHECK(st->list("ns").empty());
+    st->put("ns", "a", "v");  // the connection is still fine
+    CHECK(st->get("ns", "a").value() == "v");
+}
+
+TEST_CASE("postgres several hosts: the first refuses, libpq moves on to the read-write one" * doctest::timeout(60)) {
+    const auto db = fresh_database();
+    const auto closed = gg::harness::free_port();
+    const auto conninfo = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(closed) + "," +
+                          std::to_string(peer().port()) + " dbname=" + db + " user=" + store_role + " password='" +
+                          store_password() + "' sslmode=require target_session_attrs=read-write";
+    auto st = open_postgres_store(conninfo, audit_key());
+    st->put("ns", "k", "v");
+    CHECK(st->get("ns", "k").value() == "v");
+    // A store that cannot work names every host and port it tried, and still no password.
+    psql(db, "ALTER DATABASE " + db + " SET default_transaction_read_only = on");
+    try {
+        open_postgres_store(conninfo, audit_key());
+        FAIL("a read-only server is no store");
+    } catch (const StoreError& e) {
+        const std::string what = e.what();
+        MESSAGE(what);
+        CHECK(what.find("host=127.0.0.1,127.0.0.1 port=" + std::to_string(closed) + "," +
+                        std::to_string(peer().port())) != std::string::npos);
+        CHECK(what.find(store_password()) == std::string::npos);
+    }
+}
+
+TEST_CASE("postgres statement timeout: an instance stuck holding the audit head cannot hang the others" *
+          doctest::timeout(60)) {
+    const auto db = fresh_database();
+    auto st = open_postgres_store(store_conninfo(db), audit_key());
+    CHECK(st->append_audit(event("first", 1)) == 1);
+    PGconn* stuck = PQconnectdb(store_conninfo(db).c_str());
+    REQUIRE(PQstatus(stuck) == CONNECTION_OK);
+    PQclear(PQexec(stuck, "BEGIN"));
+    PGresult* held = PQexec(stuck, "SELECT seq FROM glassgate_audit_head WHERE id = 1 FOR UPDATE");
+    CHECK(PQresultStatus(held) == PGRES_TUPLES_OK);
+    PQclear(held);
+    const auto t0 = SteadyClock::now();
+    try {
+        (void)st->append_audit(event("blocked", 2));
+        FAIL("expected StoreError");
+    } catch (const StoreError& e) {
+        MESSAGE(std::string(e.what()));
+        CHECK(std::string(e.what()).find("57014") != std::string::npos);  // query_canceled: statement timeout
+    }
+    const auto waited = SteadyClock::now() - t0;
+    CHECK(waited >= std::chrono::seconds(9));
+    CHECK(waited < std::chrono::seconds(15));
+    PQclear(PQexec(stuck, "COMMIT"));
+    PQfinish(stuck);
+    CHECK(st->append_audit(event("after", 3)) == 2);  // the failed append took no seq
+    verify_chain(st->audit_lines(1, 0));
 }
 
 TEST_CASE("postgres server stopped and started again: StoreError in bounded time, then the same store works" *
@@ -721,9 +785,17 @@ TEST_CASE("postgres server stopped and started again: StoreError in bounded time
     // Several pooled connections, all of which die with the server.
     race(4, [&](int) { (void)st->get("ns", "k"); });
 
+    // A restart while they are idle: writes that are never retried (they must not run twice) still work at
+    // the first attempt, because a connection the server ended is not lent.
     peer().stop();
-    auto bounded = [&](const char* what, auto op) {
-        CAPTURE(what);
+    peer().start_again();
+    race(4, [&](int i) { CHECK(st->compare_and_set("cas", std::to_string(i), std::nullopt, std::string("x"))); });
+    CHECK(st->append_audit(event("restarted", 2)) == 2);
+
+    race(4, [&](int) { (void)st->get("ns", "k"); });
+    peer().stop();
+    auto bounded = [&](const std::string& operation, auto op) {
+        CAPTURE(operation);
         const auto t0 = SteadyClock::now();
         try {
             op();
@@ -744,7 +816,7 @@ TEST_CASE("postgres server stopped and started again: StoreError in bounded time
 
     peer().start_again();
     CHECK(st->get("ns", "k").value() == "v");  // the same store object, not reopened
-    CHECK(st->append_audit(event("after", 3)) == 2);
+    CHECK(st->append_audit(event("after", 3)) == 3);
     race(4, [&](int i) { st->put("ns", "k" + std::to_string(i), "v"); });
     CHECK(st->list("ns").size() == 5);
     verify_chain(st->audit_lines(1, 0));

@@ -110,8 +110,10 @@ void RecordingShipper::pass(bool final_pass) {
         if (it == entries_.end()) continue;
         auto& cur = it->second;
         cur.shipped = e.shipped;
-        cur.known = e.known;
+        cur.known = e.known && error.empty();
         if (!error.empty()) {
+            // The store may have taken the chunk whose reply was lost: ask it again next time.
+            cur.known = false;
             ++failures_;
             last_error_ = "session " + id + ": " + error;
             metrics_.inc("glassgate_recording_ship_failures_total", {});

@@ -40,6 +40,9 @@ using logging::LogEscaped;
 /// Forwards a client's CancelRequest to the backend of the session it names, if (pid, key) match
 /// one (cancel_registry.cpp); anything else is counted, logged and dropped.
 asio::awaitable<void> forward_cancel(Services& svc, const std::string& peer, std::int32_t pid, std::uint32_t key);
+/// Publishes / withdraws a session's cancel key in the shared store (no-op without cross_instance).
+void publish_cancel_key(Services& svc, std::int32_t pid, std::uint32_t key);
+void withdraw_cancel_key(Services& svc, std::int32_t pid, std::uint32_t key);
 
 /// Why the start of a session stops short of the relay: what the client is told, and whether it
 /// was a refused login (logged and audited as auth.denied).

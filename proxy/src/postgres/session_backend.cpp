@@ -60,6 +60,7 @@ asio::awaitable<void> ClientSession::serve() {
     // The client gets the backend's real pid (as without a proxy) and a key of glassgate's own.
     const std::int32_t pid = leg.pid;
     const std::uint32_t key = svc_->cancels.add({leg.endpoint, leg.pid, leg.key, scope_.id()});
+    publish_cancel_key(*svc_, pid, key);
     Bytes hello;
     auto add = [&hello](const Bytes& m) { hello.insert(hello.end(), m.begin(), m.end()); };
     if (!sent_auth_ok_) add(pg::authentication_ok());
@@ -85,6 +86,7 @@ asio::awaitable<void> ClientSession::serve() {
     co_await relay(leg, *target_);
     svc_->closers.remove(closer_id);
     svc_->cancels.remove(pid, key);
+    withdraw_cancel_key(*svc_, pid, key);
     backend_ = nullptr;
     if (keep_backend_ && !svc_->stopping) {
         (void)co_await note("the backend connection is kept for a later session (reset with DISCARD ALL first)");

@@ -174,6 +174,10 @@ struct Server::Impl {
             pg->storage = storage;
             pg->descriptors = descriptors;
             pg->shipper = shipper.get();
+            if (cfg.store.postgres) {
+                pg->cross_instance = postgres::Services::CrossInstanceCancel{
+                    cfg.server.instance, crypto::hkdf_sha256(state.secrets_key(), "glassgate cancel tag v1", 32)};
+            }
         }
         if (ssh_acceptor) {
             auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
@@ -298,7 +302,10 @@ struct Server::Impl {
     /// This instance's sessions left open by its previous run.
     void close_orphaned_sessions() {
         std::optional<std::string> mine;
-        if (cfg.store.postgres) mine = cfg.server.instance;  // the others' are theirs (or their reaper's)
+        if (cfg.store.postgres) {
+            mine = cfg.server.instance;  // the others' are theirs (or their reaper's)
+            postgres::forget_cancel_keys(*store, cfg.server.instance);
+        }
         orphaned_breakglass = close_interrupted_sessions(mine, "the proxy stopped (crash or kill)");
     }
 
@@ -315,7 +322,12 @@ struct Server::Impl {
         self.version = GG_VERSION;
         self.pid = ::getpid();
         self.started = started;
-        if (cfg.listen.postgres) self.postgres_listen = cfg.listen.postgres->to_string();
+        if (cfg.listen.postgres) {
+            // Where the other instances relay cancel requests: a wildcard listener is reached by host name.
+            auto a = *cfg.listen.postgres;
+            if (a.host == "0.0.0.0" || a.host == "::" || a.host == "[::]" || a.host.empty()) a.host = self.host;
+            self.postgres_listen = a.to_string();
+        }
         cluster::Registry::Options opts;
         if (const char* v = std::getenv("GLASSGATE_INSTANCE_DEAD_AFTER_MS"); v && *v) {
             opts.dead_after = std::chrono::milliseconds(std::max(1000L, std::strtol(v, nullptr, 10)));
@@ -347,6 +359,7 @@ struct Server::Impl {
                 auto bgs = close_interrupted_sessions(dead, "instance " + dead + " stopped sending heartbeats (crash, "
                                                              "kill or lost host)");
                 for (const auto& r : bgs) bg->recover_session(r, now());
+                postgres::forget_cancel_keys(*store, dead);
                 store->append_audit({.time = now(), .type = "instance.down", .session_id = {}, .identity = {},
                                      .target = {}, .source = {}, .outcome = "ok",
                                      .reason = "no heartbeat from instance " + dead + "; its open sessions were closed",

@@ -21,12 +21,16 @@
 // Connections: a small pool (up to `pool_size`, opened lazily, each used by one thread at a time). Every
 // connection gets connect_timeout (5 s unless the connection string sets one), TCP keepalives, a
 // statement_timeout of 10 s and an idle_in_transaction_session_timeout, so neither a hung store nor a hung
-// instance can block others forever. An idle connection is checked before use (PQconsumeInput: a server
-// that restarted has closed it) and replaced. A connection lost during an operation is dropped; reads and
-// idempotent writes (put, save_session, put_recording_chunk) are retried once on a new connection — libpq
-// does the failover between several hosts (target_session_attrs=read-write); writes that must not run twice
-// (compare-and-set, audit appends, erase) throw StoreError, and the caller's backlog (with_write_backlog)
-// keeps audit and index writes. A read-only server (a former primary) counts as a lost connection.
+// instance can block others forever. An idle connection is checked before it is lent (what the server sent
+// meanwhile is read without blocking: a close, or the FATAL message of a shutdown or a terminated backend)
+// and replaced, so after a server restart even writes that are never retried work at once. A connection
+// lost during an operation is dropped; reads and idempotent writes (put, save_session, put_recording_chunk)
+// are retried once on a new connection — libpq does the failover between several hosts
+// (target_session_attrs=read-write); writes that must not run twice (compare-and-set, audit appends, erase)
+// throw StoreError, and the caller's backlog (with_write_backlog) keeps audit and index writes. (A COMMIT
+// whose reply is lost is indistinguishable from one that failed: the backlog may then write that audit
+// event a second time, as a new entry; the chain stays intact.) A read-only server (a former primary) or
+// one shutting down counts as a lost connection.
 //
 // Values travel in binary format: keys and namespaces are text (valid UTF-8 without NUL; PostgreSQL refuses
 // anything else with a StoreError), values bytea (any bytes). Keys are ordered bytewise (COLLATE "C"),

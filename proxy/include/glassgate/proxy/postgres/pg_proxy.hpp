@@ -101,6 +101,14 @@ struct Services {
     std::shared_ptr<DescriptorBudget> descriptors;
     /// Ships recordings into the shared store; null: the embedded store (nothing to ship).
     cluster::RecordingShipper* shipper = nullptr;
+    /// Several instances on a shared store: each session's cancel key is published in the store (as a
+    /// keyed hash, never the key itself) with the instance that carries it, so a CancelRequest that lands
+    /// on another instance is relayed to this one (docs/ha.md, "Cancel requests").
+    struct CrossInstanceCancel {
+        std::string instance;  ///< [server] instance
+        Bytes tag_key;         ///< keys the hash of (pid, key)
+    };
+    std::optional<CrossInstanceCancel> cross_instance;
 };
 
 /// Creates the client-facing TLS context from [tls] (TLS 1.2+, ALPN "postgresql" accepted).
@@ -108,6 +116,11 @@ std::shared_ptr<boost::asio::ssl::context> make_client_tls(const config::TlsConf
 
 /// Declares the metric families of this path.
 void declare_metrics(Metrics& m);
+
+/// Key/value namespace of the published cancel keys (cross-instance cancel).
+inline constexpr std::string_view cancel_namespace = "cancel";
+/// Removes the cancel keys `instance` published (its sessions are over: it stopped or died).
+void forget_cancel_keys(StateStore& store, const std::string& instance);
 
 /// Serves one client connection to the end. Never throws.
 boost::asio::awaitable<void> handle_client(boost::asio::ip::tcp::socket sock, std::shared_ptr<Services> svc);
