@@ -232,6 +232,39 @@ TEST_CASE("an empty file is a valid configuration with every default") {
     CHECK(c.log.format == "text");
     CHECK(c.targets.empty());
     CHECK(c.fallbacks.empty());
+    CHECK_FALSE(c.store.postgres.has_value());
+    CHECK_FALSE(c.server.instance.empty());  // the host name
+    CHECK(c.server.master_key_path() == fs::path("/etc/glassgate/var/master.key"));
+}
+
+TEST_CASE("[store] postgres, [server] instance and master_key_file") {
+    const auto r = load("[server]\ninstance = \"proxy-2.eu_west\"\nmaster_key_file = \"keys/master.key\"\n"
+                        "[store]\npostgres = \"host=db1,db2 port=5432 dbname=glassgate user=glassgate "
+                        "passfile=/etc/glassgate/pgpass target_session_attrs=read-write\"\n");
+    INFO(issues_text(r));
+    REQUIRE(r.ok());
+    CHECK(r.config->server.instance == "proxy-2.eu_west");
+    CHECK(r.config->server.master_key_path() == fs::path("/etc/glassgate/keys/master.key"));
+    CHECK(r.config->store.postgres.value().starts_with("host=db1,db2 "));
+    const auto uri = load("[store]\npostgres = \"postgresql://glassgate@db1:5432,db2/glassgate?sslmode=verify-full\"\n");
+    INFO(issues_text(uri));
+    CHECK(uri.ok());
+}
+
+TEST_CASE("a password in [store] postgres and a bad instance name are refused") {
+    for (const char* conninfo : {"host=db1 user=gg password=s3cret dbname=glassgate", "host=db1 PASSWORD = 's3 cret'",
+                                 "postgresql://gg:s3cret@db1/glassgate", "postgres://db1/glassgate?sslmode=require&password=x",
+                                 "postgresql://db1/glassgate?password=x"}) {
+        CAPTURE(conninfo);
+        const auto r = load(std::string("[store]\npostgres = \"") + conninfo + "\"\n");
+        REQUIRE_FALSE(r.ok());
+        CHECK(issues_text(r).find("store.postgres: a password must not be written in the configuration") != std::string::npos);
+        CHECK(issues_text(r).find("s3cret") == std::string::npos);
+    }
+    const auto unterminated = load("[store]\npostgres = \"host=db1 application_name='x\"\n");
+    CHECK(issues_text(unterminated).find("unterminated quoted value") != std::string::npos);
+    const auto bad = load("[server]\ninstance = \"a b\"\n");
+    CHECK(issues_text(bad).find("server.instance: must be 1 to 64 characters") != std::string::npos);
 }
 
 TEST_CASE("idp defaults: audience is [client_id]") {
@@ -399,7 +432,7 @@ TEST_CASE("the example configuration sets every key of the schema") {
         "databases",      "tls",           "record_rows",       "host_key",
         "pool_size",      "pool_idle",     "record_value_bytes", "record_copy",
         "trigger",        "accounts",      "targets",           "require_reason",
-        "rotate_on_close", "notify",
+        "rotate_on_close", "notify",      "instance",          "master_key_file",
     };
     std::ifstream in(fs::path(GG_SOURCE_DIR) / "config" / "glassgate.example.toml");
     REQUIRE(in.good());
