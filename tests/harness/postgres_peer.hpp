@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,10 +29,21 @@ struct PostgresOptions {
 /// `postgres -D ... -p PORT -c listen_addresses=127.0.0.1 -c ssl=on ...` as a child on a free port.
 /// Ready when pg_isready says so. The destructor sends SIGINT (fast shutdown), waits, reaps.
 /// Throws PeerError (with the tail of the server log) when it cannot start.
+///
+/// standby_of() makes a streaming standby of a running peer instead (pg_basebackup -R -X stream), for
+/// failover tests: promote() it after stopping the primary. pg_hba.conf of every peer accepts replication
+/// connections of the superuser from 127.0.0.1 (scram-sha-256).
 class PostgresPeer : public LoopbackPeer {
  public:
     explicit PostgresPeer(PostgresOptions options = {});
     ~PostgresPeer();
+
+    /// A hot standby of `primary` streaming from it: the server's own `pg_basebackup -R -X stream -c fast`
+    /// (as the postgres user when running as root) into <dir>/data, then `postgres` on a free port with
+    /// the primary's settings, certificate and key, superuser and password. Ready when it accepts
+    /// (read-only) connections. `dir`: as PostgresOptions::dir. Throws PeerError when it cannot start.
+    [[nodiscard]] static std::unique_ptr<PostgresPeer> standby_of(const PostgresPeer& primary,
+                                                                  std::filesystem::path dir = {});
 
     [[nodiscard]] const std::string& superuser() const noexcept { return options_.superuser; }
     [[nodiscard]] const std::string& superuser_password() const noexcept { return password_; }
@@ -70,7 +82,33 @@ class PostgresPeer : public LoopbackPeer {
     /// and comes back). Throws PeerError when it cannot start.
     void start_again();
 
+    /// True while the server is in recovery (a standby not yet promoted). Throws PeerError when psql fails.
+    [[nodiscard]] bool in_recovery() const;
+    /// The current WAL position: pg_current_wal_lsn() on a primary, pg_last_wal_replay_lsn() (what has been
+    /// replayed) on a standby, as text ("0/3000148"). Throws PeerError when psql fails.
+    [[nodiscard]] std::string wal_lsn() const;
+    /// "Latest checkpoint location" of pg_controldata: after stop() (a clean shutdown), the shutdown
+    /// checkpoint, which is the last WAL record the server wrote. Throws PeerError when it cannot be read.
+    [[nodiscard]] std::string checkpoint_lsn() const;
+    /// On a standby: waits until it has replayed everything `primary` had written when called: its
+    /// pg_current_wal_lsn() while it runs, its shutdown checkpoint once stopped (so true after the stop
+    /// means no commit of the primary is missing). False when `timeout` passes first.
+    [[nodiscard]] bool wait_replayed(const PostgresPeer& primary,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
+    /// Promotes a standby: `pg_ctl promote -w`, then waits until pg_is_in_recovery() is false.
+    /// Throws PeerError (with the tail of the server log) when it does not complete within `timeout`.
+    void promote(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
  private:
+    struct StandbyOf {
+        const PostgresPeer* primary;
+    };
+    PostgresPeer(StandbyOf standby, PostgresOptions options);
+    /// The user to run the server's programs as, and the data directory's parent usable by that user.
+    void prepare_dir();
+    /// The server spec (postgres -D <data_dir> ... on a port) and its first start.
+    void start_first();
+
     PostgresOptions options_;
     TempDir dir_;
     std::filesystem::path bindir_;

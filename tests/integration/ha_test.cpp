@@ -15,6 +15,8 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,12 +45,18 @@ struct Instance {
     [[nodiscard]] std::string log() const { return read_file(dir / "serve.log"); }
 };
 
+/// The rules of the sso-outage fallback unless a test says otherwise.
+constexpr const char* default_rule_extra = "max_session = \"1m\"\nrotate_on_close = false\n";
+
 /// The backend, the store, the IdP, a webhook receiver and instances a, b, c (plus "cli": a
-/// configuration with the store and the master key only, as on an auditor's machine).
+/// configuration with the store and the master key only, as on an auditor's machine). With a standby,
+/// the store is a primary with a streaming standby, and every configuration names both servers
+/// (target_session_attrs=read-write: libpq uses whichever is writable).
 class Cluster {
  public:
     PostgresPeer backend;
     PostgresPeer store;
+    std::unique_ptr<PostgresPeer> standby;  ///< a streaming standby of `store`, when asked for
     IdpPeer idp;
     WebhookReceiver hooks;
     TempDir dir{"gg-ha"};
@@ -56,14 +64,18 @@ class Cluster {
     std::array<Instance, 3> in;
     Instance cli;
 
-    explicit Cluster(const std::string& rule_extra = "max_session = \"1m\"\nrotate_on_close = false\n") {
+    explicit Cluster(const std::string& rule_extra = default_rule_extra, bool with_standby = false) {
         backend.create_role("app_owner", app_password);
         backend.create_database("app", "app_owner");
         const std::string store_password = random_hex(24);
         store.create_role("glassgate", store_password);
         store.create_database("glassgate", "glassgate");
-        write_file(dir / "pgpass", "127.0.0.1:" + std::to_string(store.port()) + ":glassgate:glassgate:" + store_password + "\n",
-                   0600);
+        std::string pgpass = "127.0.0.1:" + std::to_string(store.port()) + ":glassgate:glassgate:" + store_password + "\n";
+        if (with_standby) {
+            standby = PostgresPeer::standby_of(store);
+            pgpass += "127.0.0.1:" + std::to_string(standby->port()) + ":glassgate:glassgate:" + store_password + "\n";
+        }
+        write_file(dir / "pgpass", pgpass, 0600);
         const auto cert = make_self_signed_cert(dir.path(), "proxy");
         const std::string names[] = {"a", "b", "c"};
         for (std::size_t i = 0; i < in.size(); ++i) {
@@ -153,12 +165,18 @@ class Cluster {
     }
 
  private:
+    /// The store's libpq connection string: the primary, or the primary and its standby (the writable one).
+    [[nodiscard]] std::string store_conninfo() const {
+        const std::string tail = " dbname=glassgate user=glassgate sslmode=require passfile=" + (dir / "pgpass").string();
+        if (!standby) return "host=127.0.0.1 port=" + std::to_string(store.port()) + tail;
+        return "host=127.0.0.1,127.0.0.1 port=" + std::to_string(store.port()) + "," + std::to_string(standby->port()) +
+               tail + " target_session_attrs=read-write";
+    }
     void write_config(const Instance& i, const CertFiles& cert, const std::string& rule_extra, bool listeners) const {
         std::ofstream f(i.config());
         f << "[server]\nstate_dir = \"" << (i.dir / "state").string() << "\"\nadmin_socket = \"" << (i.dir / "state/admin.sock").string()
           << "\"\ninstance = \"" << i.name << "\"\nmaster_key_file = \"" << (dir / "master.key").string() << "\"\n"
-          << "[store]\npostgres = \"host=127.0.0.1 port=" << store.port()
-          << " dbname=glassgate user=glassgate sslmode=require passfile=" << (dir / "pgpass").string() << "\"\n";
+          << "[store]\npostgres = \"" << store_conninfo() << "\"\n";
         if (listeners) {
             f << "[listen]\npostgres = \"127.0.0.1:" << i.port << "\"\n"
               << "[admin]\nlisten = \"127.0.0.1:" << i.admin_port << "\"\n";
@@ -254,6 +272,38 @@ bool instance_status_is(const boost::json::object& st, const std::string& name, 
         if (o.at("instance").as_string() == name) return o.at("status").as_string() == status;
     }
     return false;
+}
+
+/// One entry of the deployment's audit log.
+struct AuditEntry {
+    std::int64_t seq = 0;
+    std::string event;
+    std::string line;
+};
+
+/// `glassgate audit` (every entry, in order) through the bare CLI configuration.
+std::vector<AuditEntry> audit_entries(const Cluster& c) {
+    const auto r = c.gg(c.cli, {"audit"});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.describe());
+    std::vector<AuditEntry> out;
+    std::istringstream s(r.out);
+    for (std::string l; std::getline(s, l);) {
+        if (l.empty()) continue;
+        boost::system::error_code ec;
+        const auto v = boost::json::parse(l, ec);
+        REQUIRE_MESSAGE((!ec && v.is_object()), l);
+        const auto& o = v.as_object();
+        AuditEntry e;
+        if (const auto* seq = o.if_contains("seq"); seq && seq->is_int64()) e.seq = seq->as_int64();
+        if (const auto* ev = o.if_contains("event"); ev && ev->is_string()) e.event = std::string(ev->as_string());
+        e.line = l;
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+std::int64_t ms_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
 }
 
 }  // namespace
@@ -512,4 +562,118 @@ TEST_CASE("behind a load balancer: psql connected through a, its Ctrl-C cancel l
     ::close(fd);
     REQUIRE(wait_until([&] { return !q.running(); }, 30s));
     CHECK_MESSAGE(read_file(c.dir / "psql-wrongkey.log").find("survived") != std::string::npos, read_file(c.dir / "psql-wrongkey.log"));
+}
+
+TEST_CASE("standby promoted (primary stopped): glassgate resumes, audit chain continuous") {
+    Cluster c(default_rule_extra, /*with_standby=*/true);
+    REQUIRE(c.standby);
+    const auto token = c.idp.device_login_token("alice");
+    REQUIRE_MESSAGE(wait_until([&] {
+                        auto st = c.status(c.in[1]);
+                        return instance_status_is(st, "a", "up") && instance_status_is(st, "b", "up") &&
+                               instance_status_is(st, "c", "up");
+                    }, 20s), c.logs());
+    // Sessions through every instance, written to the primary.
+    for (const auto& i : c.in) {
+        auto r = c.psql(i, {"select 'before-" + i.name + "'"}, token);
+        REQUIRE_MESSAGE(r.exit_code == 0, i.name << ": " << r.describe() << c.logs());
+        CHECK(r.out == "before-" + i.name + "\n");
+    }
+    // One more through a that is still running when the store fails over.
+    auto across = Process::start({.argv = {"psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                           "host=127.0.0.1 port=" + std::to_string(c.in[0].port) +
+                                               " user=alice dbname=appdb sslmode=require",
+                                           "-c", "select 'across-start'", "-c", "select pg_sleep(8)", "-c",
+                                           "select 'after'"},
+                                  .env = {.set = {{"PGPASSWORD", token}}}},
+                                 c.dir / "across.log");
+    REQUIRE_MESSAGE(wait_until([&] { return c.gg(c.in[1], {"sessions", "list"}).out.find(" active ") != std::string::npos; }, 20s),
+                    c.logs());
+    const auto before = audit_entries(c);
+    REQUIRE(!before.empty());
+    // Nothing committed on the primary is missing on the standby; then the primary goes (fast shutdown,
+    // which also sends the standby the WAL written meanwhile) and the standby takes over.
+    REQUIRE_MESSAGE(c.standby->wait_replayed(c.store, 30s), tail_file(c.standby->log_file()));
+    c.store.stop();
+    const auto t0 = std::chrono::steady_clock::now();
+    // Asynchronous replication, but a clean stop: the standby has the primary's last WAL record (its
+    // shutdown checkpoint), so no commit is lost.
+    CHECK_MESSAGE(c.standby->wait_replayed(c.store, 10s),
+                  "the standby lacks WAL of the stopped primary: replayed " << c.standby->wal_lsn() << ", primary's last "
+                  << c.store.checkpoint_lsn() << "\n" << tail_file(c.standby->log_file()));
+    const auto t1 = std::chrono::steady_clock::now();
+    c.standby->promote();
+    const auto promoted_ms = ms_since(t1);
+    // New sessions through every instance succeed again.
+    const auto deadline = t0 + 60s;
+    for (const auto& i : c.in) {
+        RunResult r;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        REQUIRE_MESSAGE(wait_until([&] {
+                            r = c.psql(i, {"select 'after-failover-" + i.name + "'"}, token, "alice", {}, 30s);
+                            return r.exit_code == 0;
+                        }, std::max(left, std::chrono::milliseconds(1)), 250ms),
+                        i.name << ": " << r.describe() << c.logs());
+        CHECK(r.out == "after-failover-" + i.name + "\n");
+        MESSAGE("instance " << i.name << ": a new session succeeded " << ms_since(t0)
+                            << " ms after the primary stopped (promotion took " << promoted_ms << " ms)");
+    }
+    // The session running across the failover completed.
+    REQUIRE_MESSAGE(wait_until([&] { return !across.running(); }, 30s), c.logs());
+    const auto across_out = read_file(c.dir / "across.log");
+    CHECK(across.exit_code() == 0);
+    CHECK_MESSAGE(across_out.find("across-start") != std::string::npos, across_out);
+    CHECK_MESSAGE(across_out.find("\nafter\n") != std::string::npos, across_out);
+    // Audit writes after the failover land after everything written before it.
+    auto d = c.gg(c.in[1], {"emergency", "declare", "--reason", "CHG-12 store failover", "--for", "1h"});
+    CHECK_MESSAGE(d.exit_code == 0, d.describe() << c.logs());
+    auto e = c.gg(c.in[2], {"emergency", "end"});
+    CHECK_MESSAGE(e.exit_code == 0, e.describe() << c.logs());
+    // Every session is closed, with its session.end in the audit trail.
+    REQUIRE_MESSAGE(wait_until([&] {
+                        auto l = c.gg(c.cli, {"sessions", "list"}).out;
+                        return l.find(" active ") == std::string::npos && l.find(" connecting ") == std::string::npos;
+                    }, 30s), c.gg(c.cli, {"sessions", "list"}).out << c.logs());
+    const auto sessions = c.session_lines(c.cli);
+    // 3 before, 1 across, 3 after (attempts refused while the store was unreachable may add more).
+    CHECK_MESSAGE(sessions.size() >= 7, c.gg(c.cli, {"sessions", "list"}).out);
+    MESSAGE("sessions:\n" << c.gg(c.cli, {"sessions", "list"}).out);
+    const auto ends = c.gg(c.cli, {"audit", "--event", "session.end"}).out;
+    for (const auto& l : sessions) {
+        const auto sid = l.substr(0, l.find(' '));
+        CHECK_MESSAGE(ends.find(sid) != std::string::npos, "no session.end for " << l);
+    }
+    // One chain: what was written before the failover is all there, unchanged; the numbering goes on
+    // without a gap or a repeat; the entries written after the promotion come after it.
+    const auto after = audit_entries(c);
+    REQUIRE(after.size() > before.size());
+    for (std::size_t k = 0; k < before.size(); ++k) {
+        CHECK_MESSAGE(after[k].line == before[k].line, "entry " << k << " changed or lost:\n" << before[k].line);
+    }
+    for (std::size_t k = 0; k < after.size(); ++k) {
+        CHECK_MESSAGE(after[k].seq == static_cast<std::int64_t>(k) + 1, after[k].line);
+    }
+    std::int64_t declared = 0, ended = 0;
+    for (const auto& a : after) {
+        if (a.event == "emergency.declare") declared = a.seq;
+        if (a.event == "emergency.end") ended = a.seq;
+    }
+    CHECK(declared > before.back().seq);
+    CHECK(ended > declared);
+    // Recordings are all shipped to the new primary.
+    CHECK_MESSAGE(wait_until([&] {
+                      for (const auto& i : c.in) {
+                          const auto st = c.status(i);
+                          auto* u = st.if_contains("recordings_unshipped");
+                          if (!u || !u->is_object() || u->as_object().at("count").as_int64() != 0) return false;
+                      }
+                      return true;
+                  }, 60s), c.logs());
+    for (const auto& i : c.in) {
+        auto all = c.gg(i, {"verify", "--all", "--audit"});
+        CHECK_MESSAGE(all.exit_code == 0, i.name << ": " << all.describe());
+        CHECK_MESSAGE(all.out.find("audit  ok  ") != std::string::npos, all.out);
+        CHECK_MESSAGE(all.out.find("  broken  ") == std::string::npos, all.out);
+    }
+    MESSAGE("audit entries: " << before.size() << " before the failover, " << after.size() << " after");
 }

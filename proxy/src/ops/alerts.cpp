@@ -126,6 +126,7 @@ void Notifier::send(const std::vector<std::string>& urls, const Alert& alert) {
     {
         std::lock_guard lk(mu_);
         obj["seq"] = ++seq_;
+        if (!opts_.instance.empty()) obj["instance"] = opts_.instance;
         const std::string body = boost::json::serialize(obj);
         for (const auto& url : urls) {
             auto& q = queues_[url];

@@ -153,7 +153,7 @@ struct Server::Impl {
             *store, metrics, std::vector<std::filesystem::path>{state.recordings_dir(), state.store_file().parent_path()},
             cfg.server.min_free_bytes);
         storage->update_metrics();
-        start_registry();
+        if (cfg.store.postgres) start_registry();  // one instance on the embedded store needs none
         DescriptorBudget::declare_metrics(metrics);
         descriptors = std::make_shared<DescriptorBudget>(metrics);  // listeners, store and log are open
         if (cfg.store.postgres) {
@@ -185,6 +185,7 @@ struct Server::Impl {
             sshs->storage = storage;
             sshs->descriptors = descriptors;
             sshs->shipper = shipper.get();
+            if (cfg.store.postgres) sshs->approvals.share_through(store.get());
         }
         start_breakglass();
     }
@@ -194,7 +195,9 @@ struct Server::Impl {
         declare_alert_metrics(metrics);
         breakglass::declare_metrics(metrics);
         rotation::declare_metrics(metrics);
-        notifier = std::make_shared<Notifier>(asio::make_strand(io), metrics);
+        Notifier::Options alert_opts;
+        if (cfg.store.postgres) alert_opts.instance = cfg.server.instance;
+        notifier = std::make_shared<Notifier>(asio::make_strand(io), metrics, alert_opts);
         auto pool = pg ? pg->blocking : std::make_shared<asio::thread_pool>(2);
         bg = std::make_shared<breakglass::Service>(cfg, *store, idp, metrics, notifier, pool);
         rotator = std::make_shared<rotation::Worker>(asio::make_strand(io), pool, cfg, *store, state.secrets_key(), metrics,
@@ -265,7 +268,7 @@ struct Server::Impl {
     /// instance's sessions (a shared store); nothing: all (the embedded store has one instance).
     /// Returns the break-glass sessions among them (their accounts are used, their rotations due).
     std::vector<session::SessionRecord> close_interrupted_sessions(const std::optional<std::string>& instance,
-                                                                    const std::string& by) {
+                                                                    const std::string& by, const std::string& cause) {
         std::vector<session::SessionRecord> breakglass;
         for (auto state_v : {session::State::authenticating, session::State::connecting, session::State::active,
                              session::State::closing}) {
@@ -277,7 +280,7 @@ struct Server::Impl {
                 r.state = session::State::closed;
                 r.close_reason = session::CloseReason::proxy_restarted;
                 r.close_detail = "interrupted: " + by + " while this session was " +
-                                 std::string(session::to_string(state_v)) + "; " + recording;
+                                 std::string(session::to_string(state_v)) + " (" + cause + "); " + recording;
                 r.ended = now();
                 if (r.auth == session::AuthMethod::breakglass) breakglass.push_back(r);
                 session::AuditEvent ev{.time = now(), .type = "session.end", .session_id = r.id, .identity = r.identity,
@@ -306,7 +309,7 @@ struct Server::Impl {
             mine = cfg.server.instance;  // the others' are theirs (or their reaper's)
             postgres::forget_cancel_keys(*store, cfg.server.instance);
         }
-        orphaned_breakglass = close_interrupted_sessions(mine, "the proxy stopped (crash or kill)");
+        orphaned_breakglass = close_interrupted_sessions(mine, "the proxy stopped", "crash or kill");
     }
 
     /// Registers this instance in the store and starts its heartbeat; a dead instance's sessions are
@@ -356,8 +359,8 @@ struct Server::Impl {
                 return l;
             },
             [this](const std::string& dead) {
-                auto bgs = close_interrupted_sessions(dead, "instance " + dead + " stopped sending heartbeats (crash, "
-                                                             "kill or lost host)");
+                auto bgs = close_interrupted_sessions(dead, "instance " + dead + " stopped sending heartbeats",
+                                                      "crash, kill or lost host");
                 for (const auto& r : bgs) bg->recover_session(r, now());
                 postgres::forget_cancel_keys(*store, dead);
                 store->append_audit({.time = now(), .type = "instance.down", .session_id = {}, .identity = {},
@@ -620,7 +623,7 @@ int Server::run() {
     if (d.idp) d.idp->start();
     d.bg->start_mode_watch(d.control);
     d.rotator->start();
-    d.run_registry();
+    if (d.registry) d.run_registry();
     if (d.shipper) d.shipper->start();
 
     boost::json::object details{{"version", GG_VERSION}, {"pid", ::getpid()}, {"config", d.cfg.source.string()}};
@@ -642,7 +645,7 @@ int Server::run() {
     for (auto& t : pool) t.join();
     d.recordings.reset();  // flushes and seals what is left
     if (d.shipper) d.shipper->stop();  // one last pass; the rest is shipped by the next start
-    d.registry->leave();
+    if (d.registry) d.registry->leave();
     d.store->append_audit({.time = now(), .type = "proxy.stop", .session_id = {}, .identity = {}, .target = {},
                            .source = {}, .outcome = "ok", .reason = {}, .details = {}});
     spdlog::info("stopped");

@@ -51,6 +51,9 @@ public:
         std::chrono::milliseconds timeout{5000};   ///< per attempt
         std::chrono::milliseconds max_backoff{30'000};
         std::size_t max_queue = 10'000;            ///< alerts waiting per URL
+        /// [server] instance with a shared store: each body carries it ("instance"), since each
+        /// instance numbers its alerts (`seq`) on its own. Empty: not included.
+        std::string instance;
     };
     /// `metrics` must outlive this object (glassgate_alerts_total{event,outcome}).
     Notifier(boost::asio::any_io_executor ex, Metrics& metrics, Options opts);

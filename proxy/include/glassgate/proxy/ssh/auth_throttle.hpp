@@ -1,7 +1,9 @@
 #pragma once
 // Sign-in state the SSH listener shares between connections: the failure throttle per source address
-// ([ssh] max_auth_failures) and the approval cache by client key ([ssh] sso_cache). Both are in
-// memory only (a restart clears them) and lock internally.
+// ([ssh] max_auth_failures) and the approval cache by client key ([ssh] sso_cache). The throttle is
+// in memory only (a restart clears it); the approval cache is also kept in a shared store when one is
+// configured, so an approval given through one instance admits the same key through another. Both lock
+// internally.
 
 #include <chrono>
 #include <map>
@@ -9,6 +11,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "glassgate/proxy/store/state_store.hpp"
 
 namespace gg::proxy::ssh {
 
@@ -42,8 +46,12 @@ public:
     };
     void put(const std::string& key_fingerprint, Entry e);
     std::optional<Entry> find(const std::string& key_fingerprint, std::chrono::steady_clock::time_point now);
+    /// Keeps approvals in `store` too (namespace "ssh_approval", keyed by a hash of the cache key, with
+    /// a wall-clock expiry). A store failure counts as no approval (a fresh sign-in is asked).
+    void share_through(StateStore* store) { store_ = store; }
 
 private:
+    StateStore* store_ = nullptr;
     std::mutex mu_;
     std::map<std::string, Entry> entries_;
 };
