@@ -464,6 +464,15 @@ TEST_CASE("instance a killed mid-session: b closes it as interrupted, replays it
     // a comes back: it takes its name back and serves again.
     c.start(c.in[0]);
     REQUIRE(wait_until([&] { return instance_status_is(c.status(c.in[1]), "a", "up"); }, 20s));
+    // ... and ships what it had not shipped: the store then holds the victim's whole file (unsealed, as
+    // kill -9 left it), byte for byte what a has on disk.
+    REQUIRE_MESSAGE(wait_until([&] { return c.gg(c.cli, {"sessions", "show", id}).out.find(", complete)") != std::string::npos; },
+                               30s),
+                    c.gg(c.cli, {"sessions", "show", id}).out << c.in[0].log());
+    const auto exported = (c.dir / "victim-from-store.ggrec").string();
+    REQUIRE(c.gg(c.cli, {"export", id, "--format", "ggrec", "--output", exported}).exit_code == 0);
+    const auto local = c.in[0].dir / "state" / "recordings" / (id + ".ggrec");
+    CHECK(read_file(exported) == read_file(local));
 }
 
 TEST_CASE("the store stopped for 10 s: new sessions refused with a clear message, running ones continue, nothing lost") {
