@@ -2,8 +2,8 @@
 # Installs dependencies, builds glassgate and runs the whole test suite (unit + integration against
 # real PostgreSQL, sshd and an OIDC provider started by the tests on loopback).
 #   scripts/test.sh            release build (RelWithDebInfo) + all tests
-#   GG_ASAN=1 scripts/test.sh  also an ASan+UBSan build running the unit tests and the PostgreSQL, SSH
-#                              and break-glass integration suites
+#   GG_ASAN=1 scripts/test.sh  also an ASan+UBSan build running the unit tests and the PostgreSQL, SSH,
+#                              break-glass, state store and multi-instance (ha) integration suites
 #   GG_FUZZ=1 scripts/test.sh  also every libFuzzer target over its committed corpus plus a few seconds
 #                              of new inputs (scripts/fuzz.sh 5)
 set -euo pipefail
@@ -21,7 +21,7 @@ if [ "${GG_ASAN:-0}" = "1" ]; then
   ctest --preset asan -L unit -j2
   # The bulk suite (gigabytes through the relay) and the fault suite (a soak, 900 sessions at once) stay
   # release-only: under ASan they measure the sanitizer, not glassgate (docs/testing.md).
-  ctest --preset asan -L integration -R '^gg_integration_(postgres|ssh|breakglass)$' -j2 --timeout 1200
+  ctest --preset asan -L integration -R '^gg_integration_(postgres|ssh|breakglass|store|ha)$' -j2 --timeout 1200
 fi
 if [ "${GG_FUZZ:-0}" = "1" ]; then
   bash scripts/fuzz.sh 5
