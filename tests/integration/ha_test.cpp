@@ -686,3 +686,49 @@ TEST_CASE("standby promoted (primary stopped): glassgate resumes, audit chain co
     }
     MESSAGE("audit entries: " << before.size() << " before the failover, " << after.size() << " after");
 }
+
+TEST_CASE("a rotation instance a queued while the backend was down is completed by another instance after a dies") {
+    Cluster c("max_session = \"5m\"\nrotate_on_close = true\n");
+    const std::string pass = c.stage("bg-oncall-1");
+    c.idp.stop();
+    for (const auto& i : c.in) {
+        REQUIRE_MESSAGE(wait_until([&] { return c.status(i).at("mode").as_string() == "emergency"; }, 20s), c.logs());
+    }
+    // A break-glass session through a whose backend goes away under it: a queues the rotation at the
+    // close and cannot run it.
+    auto session = Process::start({.argv = {"psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                            "host=127.0.0.1 port=" + std::to_string(c.in[0].port) +
+                                                " user=bg-oncall-1 dbname=appdb sslmode=require",
+                                            "-c", "select pg_sleep(30)"},
+                                   .env = {.set = {{"PGPASSWORD", pass}, {"PGOPTIONS", "-c glassgate.reason=INC-11"}}}},
+                                  c.dir / "bg-session.log");
+    REQUIRE(wait_until([&] {
+        return c.backend.psql("select count(*) from pg_stat_activity where query = 'select pg_sleep(30)'").out == "1\n";
+    }, 20s));
+    c.backend.stop();
+    REQUIRE(wait_until([&] { return !session.running(); }, 30s));
+    std::string last_error;
+    REQUIRE_MESSAGE(wait_until([&] {
+                        const auto st = c.status(c.in[1]);
+                        auto* p = st.if_contains("rotation_pending");
+                        if (!p || !p->is_array() || p->as_array().empty()) return false;
+                        last_error = std::string(p->as_array()[0].as_object().at("last_error").as_string());
+                        return !last_error.empty();
+                    }, 30s), c.logs());
+    MESSAGE("pending rotation, last error: " << last_error);
+    // a dies; the backend returns; b or c completes the rotation a queued.
+    ::kill(c.in[0].serve.pid(), SIGKILL);
+    c.backend.start_again();
+    REQUIRE_MESSAGE(wait_until([&] {
+                        return c.gg(c.cli, {"audit", "--event", "rotation.done"}).out.find("\"target\":\"appdb\"") !=
+                               std::string::npos;
+                    }, 60s), c.gg(c.cli, {"audit", "--event", "rotation.failed"}).out << c.logs());
+    const bool done_elsewhere = c.in[1].log().find("rotation of appdb done") != std::string::npos ||
+                                c.in[2].log().find("rotation of appdb done") != std::string::npos;
+    CHECK_MESSAGE(done_elsewhere, c.logs());
+    CHECK(c.in[0].log().find("rotation of appdb done") == std::string::npos);
+    CHECK(c.backend.psql_as("app_owner", c.app_password, "app", "select 1").exit_code != 0);  // the old password
+    // Exactly once: one rotation.done for the job.
+    const auto done = c.gg(c.cli, {"audit", "--event", "rotation.done"}).out;
+    CHECK(std::count(done.begin(), done.end(), '\n') == 1);
+}
