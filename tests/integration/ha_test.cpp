@@ -371,6 +371,8 @@ TEST_CASE("emergency declared through a applies on b within 2 s; ended through b
                     }, 10s, 100ms), r.describe() << c.logs());
     const auto took = std::chrono::steady_clock::now() - t0;
     CHECK_MESSAGE(took < 2s, std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+    MESSAGE("declared through a, break-glass session through b after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
     CHECK(r.out == "bg-in\n");
     auto e = c.gg(c.in[1], {"emergency", "end"});
     REQUIRE_MESSAGE(e.exit_code == 0, e.describe());
@@ -550,6 +552,8 @@ TEST_CASE("behind a load balancer: psql connected through a, its Ctrl-C cancel l
     CHECK_MESSAGE(out.find("canceling statement due to user request") != std::string::npos, out << c.logs());
     CHECK(lb.connections() == 2);
     CHECK_MESSAGE(took < 2s, std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+    MESSAGE("Ctrl-C to psql's exit through b and a: " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                                                      << " ms");
     CHECK(c.in[1].log().find("cancel request relayed to instance a") != std::string::npos);
     CHECK(c.in[0].log().find("cancel request forwarded for session") != std::string::npos);
     // A wrong key cancels nothing anywhere: a session of a, a CancelRequest with its pid and a wrong key
