@@ -300,9 +300,13 @@ int cmd_verify(const Args& args, Io& io) {
     }
     if (audit) {
         session::AuditVerifier verifier(st.dir->audit_key());
+        const auto& pub = st.dir->signing_public_key();
+        verifier.also_check_signatures(ByteView(pub.data(), pub.size()));
         for_each_audit_line(*st.store, [&](const std::string& l) { return verifier.feed(l); });
         broken = broken || !verifier.ok();
-        std::string msg = verifier.ok() ? std::to_string(verifier.entries()) + " entries, chain intact" : verifier.problem();
+        std::string msg = verifier.ok() ? std::to_string(verifier.entries()) + " entries, chain intact, " +
+                                              std::to_string(verifier.signed_entries()) + " signatures verified"
+                                        : verifier.problem();
         if (args.has("json")) {
             results.emplace_back(boost::json::object{{"id", "audit"}, {"status", verifier.ok() ? "ok" : "broken"}, {"message", msg}});
         } else {

@@ -192,6 +192,38 @@ TEST_CASE("signed lines verify with the public key alone; old lines with the aud
     CHECK_THROWS_AS(AuditVerifier({}, as_bytes("short")), std::invalid_argument);
 }
 
+TEST_CASE("on the proxy: the audit key and the proxy's public key; old unsigned lines pass, a bad sig does not") {
+    const auto key = to_bytes("k");
+    const auto pub = crypto::ed25519_public_from_seed(the_seed);
+    auto mixed = make_chain(key, 2);  // written before signing existed
+    {
+        AuditEvent ev;
+        ev.type = "session.end";
+        AuditVerifier v(key);
+        for (const auto& l : mixed) v.feed(l);
+        mixed.push_back(make_audit_line(ev, 3, v.head(), key, the_seed).text);
+    }
+    AuditVerifier host(key);
+    host.also_check_signatures(pub);
+    for (const auto& l : mixed) host.feed(l);
+    CHECK(host.ok());
+    CHECK(host.signed_entries() == 1);
+    CHECK(host.mac_checked());
+    // The signature of the last line replaced by another valid-looking one (hash and MAC intact): the
+    // MAC-only check passes it, the host check does not.
+    auto forged = mixed;
+    const auto at = forged[2].size() - 2 - 128;
+    forged[2][at] = forged[2][at] == '0' ? '1' : '0';
+    CHECK(verify(key, forged));
+    AuditVerifier host2(key);
+    host2.also_check_signatures(pub);
+    for (const auto& l : forged) host2.feed(l);
+    CHECK_FALSE(host2.ok());
+    CHECK(host2.problem().find("entry 3: signature invalid") == 0);
+    AuditVerifier host3(key);
+    CHECK_THROWS_AS(host3.also_check_signatures(as_bytes("short")), std::invalid_argument);
+}
+
 TEST_CASE("signed lines: a flipped byte, a removed line or another key fail") {
     const auto key = to_bytes("k");
     const auto pub = crypto::ed25519_public_from_seed(the_seed);

@@ -74,6 +74,10 @@ public:
     /// supplies); a line without one is a problem ("not signed"). With an empty `audit_key` the MACs
     /// are not checked. Throws std::invalid_argument if `public_key` is not 32 bytes.
     AuditVerifier(ByteView audit_key, ByteView public_key);
+    /// With the one-key form: also checks the "sig" of every line that has one against `public_key`
+    /// (the proxy's own signing key), while lines written before signing existed may lack it. A line
+    /// whose signature does not verify is a problem. Throws std::invalid_argument if not 32 bytes.
+    void also_check_signatures(ByteView public_key);
     /// Returns false (and records the problem) if this line breaks the chain.
     bool feed(std::string_view line);
     [[nodiscard]] bool ok() const noexcept { return problem_.empty(); }
@@ -90,6 +94,7 @@ private:
     Bytes key_;
     bool check_mac_ = true;
     std::optional<crypto::Ed25519PublicKey> public_key_;
+    bool sig_optional_ = false;  ///< also_check_signatures(): a missing sig is allowed
     std::uint64_t signed_ = 0;
     crypto::Digest prev_{};
     std::uint64_t entries_ = 0;
