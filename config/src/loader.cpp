@@ -50,7 +50,8 @@ using namespace std::chrono_literals;
 constexpr std::string_view root_keys[] = {"server", "store", "listen", "tls", "idp", "admin", "ssh", "log", "target", "fallback"};
 constexpr std::string_view ssh_keys[] = {"host_key", "login_grace", "sso_cache", "env_allow", "max_auth_failures"};
 constexpr std::string_view server_keys[] = {"state_dir", "admin_socket", "shutdown_grace", "recording_buffer_bytes",
-                                            "min_free_bytes", "instance", "master_key_file"};
+                                            "min_free_bytes", "instance", "master_key_file",
+                                            "instance_timeout"};
 constexpr std::string_view store_keys[] = {"postgres"};
 constexpr std::string_view listen_keys[] = {"postgres", "ssh", "allow_plaintext", "postgres_auth_timeout"};
 constexpr std::string_view tls_keys[] = {"cert_file", "key_file"};
@@ -399,6 +400,13 @@ private:
             }
         }
         config_.server.master_key_file = t.read_path("master_key_file", base_);
+        if (auto d = t.read_duration("instance_timeout", ZeroDuration::rejected)) {
+            if (*d < Duration(std::chrono::seconds(2))) {
+                t.error("instance_timeout", "must be at least 2s (heartbeats are sent every second)");
+            } else {
+                config_.server.instance_timeout = *d;
+            }
+        }
     }
 
     void read_listen(const toml::table& table) {

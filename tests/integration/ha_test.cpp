@@ -106,7 +106,7 @@ class Cluster {
 
     void start(Instance& i) {
         i.serve = Process::start({.argv = {GG_BINARY, "serve", "--config", i.config()},
-                                  .env = {.set = {{"GLASSGATE_INSTANCE_DEAD_AFTER_MS", "3000"}}}},
+},
                                  i.dir / "serve.log");
         REQUIRE_MESSAGE(wait_until([&] { return can_connect("127.0.0.1", i.port); }, 30s), i.log());
     }
@@ -175,7 +175,7 @@ class Cluster {
     void write_config(const Instance& i, const CertFiles& cert, const std::string& rule_extra, bool listeners) const {
         std::ofstream f(i.config());
         f << "[server]\nstate_dir = \"" << (i.dir / "state").string() << "\"\nadmin_socket = \"" << (i.dir / "state/admin.sock").string()
-          << "\"\ninstance = \"" << i.name << "\"\nmaster_key_file = \"" << (dir / "master.key").string() << "\"\n"
+          << "\"\ninstance = \"" << i.name << "\"\ninstance_timeout = \"3s\"\nmaster_key_file = \"" << (dir / "master.key").string() << "\"\n"
           << "[store]\npostgres = \"" << store_conninfo() << "\"\n";
         if (listeners) {
             f << "[listen]\npostgres = \"127.0.0.1:" << i.port << "\"\n"

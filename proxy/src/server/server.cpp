@@ -332,9 +332,7 @@ struct Server::Impl {
             self.postgres_listen = a.to_string();
         }
         cluster::Registry::Options opts;
-        if (const char* v = std::getenv("GLASSGATE_INSTANCE_DEAD_AFTER_MS"); v && *v) {
-            opts.dead_after = std::chrono::milliseconds(std::max(1000L, std::strtol(v, nullptr, 10)));
-        }
+        opts.dead_after = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.server.instance_timeout);
         registry = std::make_unique<cluster::Registry>(*store, metrics, std::move(self), opts);
         try {
             registry->join();

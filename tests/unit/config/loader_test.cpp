@@ -263,6 +263,8 @@ TEST_CASE("a password in [store] postgres and a bad instance name are refused") 
     }
     const auto unterminated = load("[store]\npostgres = \"host=db1 application_name='x\"\n");
     CHECK(issues_text(unterminated).find("unterminated quoted value") != std::string::npos);
+    const auto short_timeout = load("[server]\ninstance_timeout = \"1s\"\n");
+    CHECK(issues_text(short_timeout).find("server.instance_timeout: must be at least 2s") != std::string::npos);
     const auto bad = load("[server]\ninstance = \"a b\"\n");
     CHECK(issues_text(bad).find("server.instance: must be 1 to 64 characters") != std::string::npos);
 }
@@ -433,6 +435,7 @@ TEST_CASE("the example configuration sets every key of the schema") {
         "pool_size",      "pool_idle",     "record_value_bytes", "record_copy",
         "trigger",        "accounts",      "targets",           "require_reason",
         "rotate_on_close", "notify",      "instance",          "master_key_file",
+        "instance_timeout",
     };
     std::ifstream in(fs::path(GG_SOURCE_DIR) / "config" / "glassgate.example.toml");
     REQUIRE(in.good());

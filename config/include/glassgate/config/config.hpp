@@ -39,6 +39,9 @@ struct ServerConfig {
     /// [restart] The master key every other key derives from; absent: <state_dir>/master.key. The
     /// instances of one deployment share it (docs/ha.md, "Keys").
     std::optional<std::filesystem::path> master_key_file;
+    /// With a shared store: an instance whose heartbeat (every second) has not changed for this long is
+    /// taken for dead and its sessions are closed by another instance (docs/ha.md). [restart]
+    Duration instance_timeout = std::chrono::seconds(10);
     /// The master key file in effect.
     [[nodiscard]] std::filesystem::path master_key_path() const {
         return master_key_file ? *master_key_file : state_dir / "master.key";
