@@ -80,7 +80,7 @@ std::string cancel_tag(const Bytes& tag_key, std::int32_t pid, std::uint32_t key
 
 void publish_cancel_key(Services& svc, std::int32_t pid, std::uint32_t key) {
     if (!svc.cross_instance) return;
-    asio::post(*svc.blocking, [&svc, tag = cancel_tag(svc.cross_instance->tag_key, pid, key)] {
+    asio::post(svc.cross_instance->writes, [&svc, tag = cancel_tag(svc.cross_instance->tag_key, pid, key)] {
         try {
             svc.store.put(cancel_namespace, tag, svc.cross_instance->instance);
         } catch (const std::exception& e) {
@@ -92,7 +92,7 @@ void publish_cancel_key(Services& svc, std::int32_t pid, std::uint32_t key) {
 
 void withdraw_cancel_key(Services& svc, std::int32_t pid, std::uint32_t key) {
     if (!svc.cross_instance) return;
-    asio::post(*svc.blocking, [&svc, tag = cancel_tag(svc.cross_instance->tag_key, pid, key)] {
+    asio::post(svc.cross_instance->writes, [&svc, tag = cancel_tag(svc.cross_instance->tag_key, pid, key)] {
         try {
             (void)svc.store.erase(cancel_namespace, tag);
         } catch (const std::exception& e) {

@@ -176,7 +176,8 @@ struct Server::Impl {
             pg->shipper = shipper.get();
             if (cfg.store.postgres) {
                 pg->cross_instance = postgres::Services::CrossInstanceCancel{
-                    cfg.server.instance, crypto::hkdf_sha256(state.secrets_key(), "glassgate cancel tag v1", 32)};
+                    cfg.server.instance, crypto::hkdf_sha256(state.secrets_key(), "glassgate cancel tag v1", 32),
+                    asio::make_strand(*pg->blocking)};
             }
         }
         if (ssh_acceptor) {

@@ -20,6 +20,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "glassgate/proxy/cluster/recording_shipper.hpp"
@@ -107,6 +108,9 @@ struct Services {
     struct CrossInstanceCancel {
         std::string instance;  ///< [server] instance
         Bytes tag_key;         ///< keys the hash of (pid, key)
+        /// Publishing and withdrawing run in order on this strand of the blocking pool (a short session's
+        /// withdraw never overtakes its publish).
+        boost::asio::strand<boost::asio::thread_pool::executor_type> writes;
     };
     std::optional<CrossInstanceCancel> cross_instance;
 };
